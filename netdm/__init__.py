@@ -1,0 +1,3 @@
+"""netdm: see what the Linux kernel drops, through its NET_DM drop monitor."""
+
+__version__ = "0.1.0"
