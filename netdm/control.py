@@ -10,6 +10,7 @@ know which request failed and on which kernel.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import time
@@ -36,7 +37,8 @@ MessageObserver = Callable[[bool, bytes], None]
 class Channel(Protocol):
     """What :class:`KernelControl` needs from a transport (a test can fake it)."""
 
-    family_id: int
+    @property
+    def family_id(self) -> int: ...
 
     def send(self, data: bytes) -> None: ...
 
@@ -157,17 +159,16 @@ class KernelControl:
     def start(self, *, sw: bool = True, hw: bool = False) -> None:
         """Start monitoring software and/or hardware drops."""
         seq = self._next_seq()
-        self._exchange(Cmd.START, encode.build_start(self._channel.family_id, seq, sw=sw, hw=hw), seq)
+        request = encode.build_start(self._channel.family_id, seq, sw=sw, hw=hw)
+        self._exchange(Cmd.START, request, seq)
 
     def stop(self, *, sw: bool = True, hw: bool = False) -> None:
         """Stop monitoring; succeeds when it was already stopped."""
         seq = self._next_seq()
-        try:
-            self._exchange(
-                Cmd.STOP, encode.build_stop(self._channel.family_id, seq, sw=sw, hw=hw), seq
-            )
-        except AlreadyRunningError:
-            pass  # kernels before 5.4 answer EAGAIN to STOP when already stopped
+        request = encode.build_stop(self._channel.family_id, seq, sw=sw, hw=hw)
+        # Kernels before 5.4 answer EAGAIN to STOP when already stopped.
+        with contextlib.suppress(AlreadyRunningError):
+            self._exchange(Cmd.STOP, request, seq)
 
     def get_stats(self) -> KernelStats | None:
         """Cumulative tail drops, or ``None`` on kernels before 5.4."""

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from netdm.aggregate import IntervalAggregator, IntervalSummary
 from netdm.control import KernelConfig, KernelControl
@@ -24,6 +25,9 @@ from netdm.errors import FamilyNotFoundError
 from netdm.proto import ProtocolError, decode_datagram
 from netdm.proto.constants import AlertMode
 from netdm.proto.events import PacketAlert, SummaryAlert
+
+if TYPE_CHECKING:
+    from netdm.transport import NetlinkTransport
 
 # The kernel sends each CPU's summary about one second after that CPU's first
 # drop, and STOP discards what is unsent: wait this long before stopping.
@@ -176,10 +180,12 @@ class LiveMonitor:
 
             raise FamilyNotFoundError(explain_missing_family()) from None
         with control_socket:
-            kwargs = {}
-            if self.settings.receive_buffer:
-                kwargs["receive_buffer"] = self.settings.receive_buffer
-            with NetlinkTransport(**kwargs) as events_socket, stop_on_signals(self.stop):
+            events_transport = (
+                NetlinkTransport(receive_buffer=self.settings.receive_buffer)
+                if self.settings.receive_buffer
+                else NetlinkTransport()
+            )
+            with events_transport as events_socket, stop_on_signals(self.stop):
                 control = KernelControl(control_socket)
                 return self._monitor(control, events_socket)
 

@@ -14,6 +14,7 @@ dropped for this socket (its ``Drops`` column) is reported too.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import select
@@ -84,10 +85,9 @@ class NetlinkTransport:
         self._socket.setblocking(False)
         self._set_receive_buffer(receive_buffer)
         for option in (NETLINK_EXT_ACK, NETLINK_CAP_ACK):
-            try:
+            # Kernels before 4.12 have no extended acks; errors still arrive without them.
+            with contextlib.suppress(OSError):
                 self._socket.setsockopt(SOL_NETLINK, option, 1)
-            except OSError:
-                pass  # kernels before 4.12 have no extended acks; errors still arrive
         self.port_id: int = self._socket.getsockname()[0]
         self.losses = SocketLosses()
         self._buffer = bytearray(RECEIVE_SIZE)
@@ -190,7 +190,8 @@ class NetlinkTransport:
                 next(table, None)
                 for line in table:
                     columns = line.split()
-                    if len(columns) >= 10 and columns[1] == "16" and int(columns[2]) == self.port_id:
+                    generic = len(columns) >= 10 and columns[1] == "16"
+                    if generic and int(columns[2]) == self.port_id:
                         self.losses.kernel_drops = int(columns[8])
                         return self.losses.kernel_drops
         except (OSError, ValueError):
