@@ -192,15 +192,15 @@ class LiveMonitor:
     def _monitor(self, control: KernelControl, events_socket: NetlinkTransport) -> RunTotals:
         settings = self.settings
         restore: KernelConfig | None = None
-        if not settings.passive:
-            self.saved_config = control.get_config()
-            if self.saved_config and self.saved_config.alert_mode != AlertMode.SUMMARY:
-                control.set_config(alert_mode=AlertMode.SUMMARY)
-                restore = self.saved_config
-        # Join before START so that no alert sent right after START is missed.
-        events_socket.join_events()
         started = False
         try:
+            if not settings.passive:
+                self.saved_config = control.get_config()
+                if self.saved_config and self.saved_config.alert_mode != AlertMode.SUMMARY:
+                    restore = self.saved_config
+                    control.set_config(alert_mode=AlertMode.SUMMARY)
+            # Join before START so that no alert sent right after START is missed.
+            events_socket.join_events()
             if not settings.passive:
                 control.start(sw=True)
                 started = True
@@ -214,14 +214,16 @@ class LiveMonitor:
             pipeline.finish(end)
             return pipeline.totals
         finally:
-            if started:
-                control.stop(sw=True)
-            if restore is not None:
-                control.set_config(
-                    alert_mode=restore.alert_mode,
-                    trunc_len=restore.trunc_len,
-                    queue_len=restore.queue_len,
-                )
+            try:
+                if started:
+                    control.stop(sw=True)
+            finally:
+                if restore is not None:
+                    control.set_config(
+                        alert_mode=restore.alert_mode,
+                        trunc_len=restore.trunc_len,
+                        queue_len=restore.queue_len,
+                    )
 
     def _receive_until_done(
         self, pipeline: Pipeline, events_socket: NetlinkTransport, start: float

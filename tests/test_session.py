@@ -1,0 +1,240 @@
+"""LiveMonitor's life cycle against a scripted kernel (no sockets).
+
+The real kernel is exercised in tests/kernel/; here a small fake that speaks
+the same bytes lets us check every way out quickly: normal end, EAGAIN after a
+configuration change, a signal, undecodable datagrams, ENOBUFS.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import struct
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import pytest
+
+import netdm.session
+import netdm.transport
+from netdm.aggregate import IntervalAggregator, IntervalSummary
+from netdm.control import KernelConfig
+from netdm.errors import AlreadyRunningError, BusyError
+from netdm.proto import encode
+from netdm.proto.constants import AlertMode, Attr, Cmd
+from netdm.proto.events import ConfigReply, DropPoint
+from netdm.session import LiveMonitor, Pipeline, WatchSettings
+
+FAMILY_ID = 0x1C
+PC = 0xFFFFFFFF81ABCDEF
+
+
+@dataclass
+class FakeKernel:
+    """The drop monitor's global state, and the alerts it will multicast."""
+
+    config: KernelConfig = KernelConfig(AlertMode.SUMMARY, 0, 1000)
+    running: bool = False
+    requests: list[str] = field(default_factory=list)
+    pending_alerts: deque[bytes] = field(default_factory=deque)
+    alerts_when_started: list[bytes] = field(default_factory=list)
+    enobufs_when_started: int = 0
+    start_error: int = 0
+    listeners: list[FakeTransport] = field(default_factory=list)
+
+    def handle(self, request: bytes) -> list[bytes]:
+        _, _, _, seq, _ = struct.unpack_from("<IHHII", request)
+        cmd = Cmd(request[16])
+        self.requests.append(cmd.name)
+        attributes = dict(_attributes(request[20:]))
+        replies: list[bytes] = []
+        error = 0
+        if cmd == Cmd.CONFIG_GET:
+            replies.append(
+                encode.build_config_new(
+                    FAMILY_ID,
+                    ConfigReply(
+                        seq,
+                        int(self.config.alert_mode),
+                        self.config.trunc_len,
+                        self.config.queue_len,
+                    ),
+                )
+            )
+        elif cmd == Cmd.CONFIG:
+            if self.running:
+                error = -errno.EBUSY
+            else:
+                self.config = KernelConfig(
+                    AlertMode(attributes[Attr.ALERT_MODE][0])
+                    if Attr.ALERT_MODE in attributes
+                    else self.config.alert_mode,
+                    _u32(attributes.get(Attr.TRUNC_LEN), self.config.trunc_len),
+                    _u32(attributes.get(Attr.QUEUE_LEN), self.config.queue_len),
+                )
+        elif cmd == Cmd.START:
+            if self.running or self.start_error:
+                error = self.start_error or -errno.EAGAIN
+            else:
+                self.running = True
+                self.pending_alerts.extend(self.alerts_when_started)
+                for listener in self.listeners:
+                    listener.losses.enobufs += self.enobufs_when_started
+        elif cmd == Cmd.STOP:
+            self.running = False
+            self.pending_alerts.clear()  # STOP discards unsent batches
+        replies.append(encode.build_ack(seq, 0, request, error))
+        return replies
+
+
+def _attributes(data: bytes) -> list[tuple[int, bytes]]:
+    found, offset = [], 0
+    while offset + 4 <= len(data):
+        length, kind = struct.unpack_from("<HH", data, offset)
+        found.append((kind & 0x3FFF, data[offset + 4 : offset + length]))
+        offset += (length + 3) & ~3
+    return found
+
+
+def _u32(value: bytes | None, default: int) -> int:
+    return default if value is None else int(struct.unpack("<I", value)[0])
+
+
+class FakeTransport:
+    """Stands in for NetlinkTransport; all instances share one FakeKernel."""
+
+    kernel: FakeKernel
+
+    def __init__(self, receive_buffer: int = 0) -> None:
+        self.family_id = FAMILY_ID
+        self.losses = netdm.transport.SocketLosses()
+        self.replies: deque[bytes] = deque()
+        self.joined = False
+
+    def __enter__(self) -> FakeTransport:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def join_events(self) -> None:
+        self.joined = True
+        self.kernel.listeners.append(self)
+
+    def send(self, data: bytes) -> None:
+        self.replies.extend(self.kernel.handle(data))
+
+    def receive(self, timeout: float | None) -> bytes | None:
+        if self.replies:
+            return self.replies.popleft()
+        if self.joined and self.kernel.running and self.kernel.pending_alerts:
+            return self.kernel.pending_alerts.popleft()
+        time.sleep(min(timeout or 0.0, 0.02))
+        return None
+
+
+@pytest.fixture
+def kernel(monkeypatch: pytest.MonkeyPatch) -> FakeKernel:
+    fake = FakeKernel()
+    FakeTransport.kernel = fake
+    monkeypatch.setattr(netdm.transport, "NetlinkTransport", FakeTransport)
+    monkeypatch.setattr(netdm.session, "KERNEL_BATCH_GRACE", 0.1)
+    return fake
+
+
+def run_monitor(settings: WatchSettings) -> tuple[LiveMonitor, list[IntervalSummary]]:
+    intervals: list[IntervalSummary] = []
+
+    def new_pipeline(family_id: int, start: float) -> Pipeline:
+        aggregator = IntervalAggregator(interval=settings.interval, start=start)
+        return Pipeline(family_id, aggregator, intervals.append)
+
+    monitor = LiveMonitor(settings, new_pipeline, on_started=lambda: None)
+    monitor.run()
+    return monitor, intervals
+
+
+def summary_alert(count: int) -> bytes:
+    return encode.build_summary_alert(FAMILY_ID, [DropPoint(PC, count)])
+
+
+def counted(intervals: list[IntervalSummary]) -> int:
+    return sum(entry.count for interval in intervals for entry in interval.entries)
+
+
+def test_normal_run_counts_alerts_and_leaves_the_kernel_as_found(kernel: FakeKernel) -> None:
+    kernel.alerts_when_started = [summary_alert(3), summary_alert(4)]
+    _, intervals = run_monitor(WatchSettings(interval=0.2, duration=0.5))
+    assert counted(intervals) == 7
+    assert kernel.requests == ["CONFIG_GET", "START", "STOP"]
+    assert not kernel.running
+
+
+def test_packet_mode_left_by_another_tool_is_switched_and_restored(kernel: FakeKernel) -> None:
+    kernel.config = KernelConfig(AlertMode.PACKET, 128, 50)
+    run_monitor(WatchSettings(interval=0.2, duration=0.2))
+    assert kernel.requests == ["CONFIG_GET", "CONFIG", "START", "STOP", "CONFIG"]
+    assert kernel.config == KernelConfig(AlertMode.PACKET, 128, 50)
+
+
+def test_eagain_after_config_change_still_restores(kernel: FakeKernel) -> None:
+    kernel.config = KernelConfig(AlertMode.PACKET, 128, 50)
+    kernel.start_error = -errno.EAGAIN  # as if another monitor had started in between
+    with pytest.raises(AlreadyRunningError, match="--passive"):
+        run_monitor(WatchSettings(interval=0.2, duration=0.2))
+    assert kernel.requests == ["CONFIG_GET", "CONFIG", "START", "CONFIG"]
+    assert kernel.config == KernelConfig(AlertMode.PACKET, 128, 50)
+
+
+def test_config_busy_is_one_sentence(kernel: FakeKernel) -> None:
+    kernel.config = KernelConfig(AlertMode.PACKET, 0, 1000)
+    kernel.running = True
+    with pytest.raises(BusyError, match="cannot be configured while monitoring is on"):
+        run_monitor(WatchSettings(interval=0.2, duration=0.2))
+
+
+def test_signal_ends_the_run_cleanly(kernel: FakeKernel) -> None:
+    kernel.alerts_when_started = [summary_alert(5)]
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.start()
+    try:
+        monitor, intervals = run_monitor(WatchSettings(interval=10.0))
+    finally:
+        timer.cancel()
+    assert monitor.stop.reason == "SIGTERM"
+    assert counted(intervals) == 5
+    assert intervals[-1].partial
+    assert kernel.requests[-1] == "STOP"
+
+
+def test_passive_sends_no_request(kernel: FakeKernel) -> None:
+    kernel.running = True
+    kernel.pending_alerts.append(summary_alert(2))
+    _, intervals = run_monitor(WatchSettings(interval=0.2, duration=0.3, passive=True))
+    assert kernel.requests == []
+    assert counted(intervals) == 2
+
+
+def test_undecodable_datagrams_and_enobufs_are_counted(kernel: FakeKernel) -> None:
+    kernel.alerts_when_started = [b"\x05\x00\x00", summary_alert(1)]
+    kernel.enobufs_when_started = 2
+    monitor, intervals = run_monitor(WatchSettings(interval=0.2, duration=0.5))
+    assert monitor.pipeline is not None
+    assert monitor.pipeline.totals.decode_errors == 1
+    assert monitor.pipeline.totals.enobufs == 2
+    assert sum(interval.losses.decode_errors for interval in intervals) == 1
+    assert sum(interval.losses.enobufs for interval in intervals) == 2
+    assert counted(intervals) == 1
+
+
+def test_count_ends_after_that_many_intervals(kernel: FakeKernel) -> None:
+    started = time.monotonic()
+    _, intervals = run_monitor(WatchSettings(interval=0.2, count=3))
+    assert len(intervals) == 3
+    assert time.monotonic() - started < 5
