@@ -132,7 +132,7 @@ class ErrorReply:
 
     ``errno`` is positive (``errno.EAGAIN``, ...); ``message`` and
     ``attribute_offset`` come from the extended ack when the kernel sent one.
-    ``request`` holds the echoed request bytes (header only when capped).
+    ``request_type``/``request_cmd`` identify the echoed request.
     """
 
     seq: int
