@@ -38,6 +38,8 @@ from netdm.symbols import parse_kernel_symbol
 DEFAULT_INTERVAL = 5.0
 # Epoch seconds near 1.7e9 are floats with a resolution of about 0.2 µs: far shorter windows
 # would not have distinct boundaries.
+# Longer quiet gaps (in windows) are folded into one summary instead of one per window.
+MAX_QUIET_WINDOWS = 10_000
 MIN_INTERVAL = 0.001
 
 DropOrigin = Literal["sw", "hw"]
@@ -249,7 +251,10 @@ class IntervalAggregator:
     def tick(self, now: float) -> list[IntervalSummary]:
         """The windows that ended by ``now`` (empty ones included), oldest first.
 
-        Whole windows jumped over at once come back as one quiet summary.
+        Every skipped window comes back on its own, so live monitoring (which
+        ticks often) and a replay (which ticks at each record) produce the
+        same sequence.  Only a gap longer than ``MAX_QUIET_WINDOWS`` windows
+        (a capture paused for days) is folded into one quiet summary.
         """
         if self._finished:
             raise RuntimeError("the aggregator was flushed; make a new one")
@@ -258,11 +263,13 @@ class IntervalAggregator:
         if target <= self._window:
             return []
         closed = [self._close_open_window(self._window_start(self._window + 1))]
-        if target > self._window + 1:
+        quiet_end = min(target, self._window + 1 + MAX_QUIET_WINDOWS)
+        for window in range(self._window + 1, quiet_end):
+            start, end = self._window_start(window), self._window_start(window + 1)
+            closed.append(IntervalSummary(start=start, end=end))
+        if quiet_end < target:
             closed.append(
-                IntervalSummary(
-                    start=self._window_start(self._window + 1), end=self._window_start(target)
-                )
+                IntervalSummary(start=self._window_start(quiet_end), end=self._window_start(target))
             )
         self._window = target
         return closed

@@ -439,6 +439,25 @@ class SymbolTable:
         self._cache[address] = symbol
         return symbol
 
+    def kallsyms_lines(self, addresses: Iterable[int]) -> list[str]:
+        """Lines in /proc/kallsyms format naming the functions ``addresses`` lie in.
+
+        A capture carries these so that it can be symbolised on another
+        machine (addresses change at every boot).  Unresolved addresses are
+        left out; each function appears once.
+        """
+        lines: dict[int, str] = {}
+        for address in addresses:
+            symbol = self.lookup(address)
+            if symbol is None:
+                continue
+            start = address - symbol.offset
+            line = f"{start:016x} t {symbol.name}"
+            if symbol.module is not None:
+                line += f"\t[{symbol.module}]"
+            lines[start] = line
+        return [lines[start] for start in sorted(lines)]
+
     def display_name(self, address: int, *, verbose: bool = False) -> str:
         """What to print for ``address``: ``tcp_v4_rcv``, or with ``verbose``
         ``tcp_v4_rcv+0x9a [module]``; :data:`RX_DROPPED_LABEL` for 0; the raw

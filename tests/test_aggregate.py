@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import netdm.aggregate
 from netdm.aggregate import (
     DropCount,
     DropLocation,
@@ -105,16 +106,25 @@ def test_empty_windows_are_results() -> None:
     ]
 
 
-def test_a_long_gap_is_one_quiet_summary_not_hundreds() -> None:
+def test_a_gap_yields_every_quiet_window_as_live_ticking_would() -> None:
     aggregator = IntervalAggregator(5, START)
     aggregator.add_summary(summary((TUN_DO_READ, 4)), START + 1)
     closed = aggregator.add_summary(summary((TUN_DO_READ, 9)), START + 3601)
-    assert [(s.start - START, s.end - START, s.total) for s in closed] == [
-        (0, 5, 4),
-        (5, 3600, 0),
+    assert [(s.start - START, s.end - START) for s in closed] == [
+        (5.0 * n, 5.0 * (n + 1)) for n in range(720)
     ]
-    assert closed[1].quiet
+    assert closed[0].total == 4
+    assert all(s.quiet for s in closed[1:])
     assert aggregator.open_window == (START + 3600, START + 3605)
+
+
+def test_a_gap_of_days_is_folded_after_max_quiet_windows(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(netdm.aggregate, "MAX_QUIET_WINDOWS", 3)
+    aggregator = IntervalAggregator(5, START)
+    closed = aggregator.tick(START + 100)
+    assert [(s.start - START, s.end - START) for s in closed] == [
+        (0, 5), (5, 10), (10, 15), (15, 20), (20, 100)
+    ]
 
 
 def test_a_clock_stepping_back_counts_into_the_open_window() -> None:

@@ -60,8 +60,8 @@ HOST_PACKAGES = (
     "qemu-system-x86",  # qemu-system-x86_64
     "qemu-system-data",  # qboot.rom
     "busybox-static",  # the initramfs userland
-    "kmod",  # depmod on the host; modprobe in the guest
-    "iproute2",
+    "kmod",  # depmod and modinfo on the host; modprobe in the guest
+    "iproute2",  # ip, tc, and devlink (netdevsim's traps)
     "tcpdump",
     "dropwatch",
 )
@@ -471,7 +471,8 @@ mkdir -p $R/dev/pts $R/dev/shm
 mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts $R/dev/pts
 mount -t tmpfs -o mode=1777 shm $R/dev/shm
 mount -t tmpfs -o mode=0755 run $R/run
-mount -t tmpfs -o mode=1777 tmp $R/tmp
+# /tmp stays the overlay of the host's /tmp: a checkout there (CI clones into
+# temporary folders) must be visible; what the guest writes stays in the overlay.
 mount -t tracefs tracefs $R/sys/kernel/tracing 2>/dev/null
 mount -t debugfs debugfs $R/sys/kernel/debug 2>/dev/null
 
