@@ -10,12 +10,17 @@ commands so that ``netdm --help`` starts fast.
 from __future__ import annotations
 
 import sys
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
 from netdm import __version__
 from netdm.errors import ExitCode, NetdmError
+
+if TYPE_CHECKING:
+    from netdm.render import Renderer
+    from netdm.session import PipelineFactory, RunTotals
+    from netdm.symbols import SymbolTable
 
 EXIT_CODES_HELP = """
 \b
@@ -61,9 +66,7 @@ def main() -> None:
 @click.option(
     "-d", "--duration", type=click.FloatRange(min=0), help="Stop after this many seconds."
 )
-@click.option(
-    "-c", "--count", type=click.IntRange(min=1), help="Stop after this many summaries."
-)
+@click.option("-c", "--count", type=click.IntRange(min=1), help="Stop after this many summaries.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per summary (JSON lines).")
 @click.option(
     "--passive",
@@ -74,7 +77,7 @@ def main() -> None:
     "--symbols",
     "symbols_file",
     type=click.Path(exists=True, dir_okay=False),
-    help="Resolve addresses with this System.map or kallsyms file instead of /proc/kallsyms.",
+    help="Resolve addresses with this System.map or kallsyms file.",
 )
 @click.option(
     "-v", "--verbose", is_flag=True, help="Show symbol+offset [module] instead of function names."
@@ -83,6 +86,35 @@ def main() -> None:
     "--rcvbuf",
     type=click.IntRange(min=4096),
     help="Socket receive buffer in bytes (default 16 MiB).",
+)
+@click.option(
+    "-w",
+    "--write",
+    "write_file",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Record every NET_DM message, request and reply to FILE (pcapng; Wireshark reads it).",
+)
+@click.option(
+    "--pcap",
+    is_flag=True,
+    help="With -w: classic pcap instead of pcapng (symbols in FILE.symbols).",
+)
+@click.option(
+    "-r",
+    "--read",
+    "read_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Replay a capture (netdm -w, dwdump, tcpdump/tshark on nlmon) instead of the kernel.",
+)
+@click.option(
+    "--family-id",
+    type=click.IntRange(min=0x11, max=0xFFFF),
+    help="With -r: NET_DM's family id, when the capture has no nlctrl reply.",
+)
+@click.option(
+    "--keep-going",
+    is_flag=True,
+    help="With -r: skip damaged records where possible and count them, instead of stopping.",
 )
 def watch(
     interval: float,
@@ -93,6 +125,11 @@ def watch(
     symbols_file: str | None,
     verbose: bool,
     rcvbuf: int | None,
+    write_file: str | None,
+    pcap: bool,
+    read_file: str | None,
+    family_id: int | None,
+    keep_going: bool,
 ) -> None:
     """Report where packets are dropped, every INTERVAL seconds.
 
@@ -108,45 +145,160 @@ def watch(
       1762 packets dropped at unix_stream_recvmsg
       4 packets dropped at tun_do_read
       Stopping dropped packet monitor
+
+    With -r FILE the same summaries come from a recorded capture, on the
+    capture's own clock, with the symbols the capture carries.
     """
     from netdm.aggregate import IntervalAggregator
     from netdm.render import make_renderer
-    from netdm.session import LiveMonitor, Pipeline, WatchSettings
-    from netdm.symbols import SymbolTable
+    from netdm.session import Pipeline
 
-    symbols = SymbolTable.load(system_map=symbols_file)
-    renderer = make_renderer(
-        json_lines=as_json, out=sys.stdout, symbols=symbols, verbose=verbose
-    )
-    settings = WatchSettings(
-        interval=interval,
-        duration=duration,
-        count=count,
-        passive=passive,
-        receive_buffer=rcvbuf,
-    )
+    _check_watch_options(read_file, write_file, pcap, family_id, keep_going, passive, rcvbuf)
 
     def new_pipeline(family_id: int, start: float) -> Pipeline:
         return Pipeline(
             family_id, IntervalAggregator(interval=interval, start=start), renderer.interval
         )
 
-    monitor = LiveMonitor(settings, new_pipeline, on_started=renderer.start)
     try:
+        symbols = _load_symbols(symbols_file, read_file)
+        renderer = make_renderer(
+            json_lines=as_json, out=sys.stdout, symbols=symbols, verbose=verbose
+        )
         for notice in symbols.notices():
             renderer.notice(notice)
-        totals = monitor.run()
+        if read_file is not None:
+            totals = _replay(
+                read_file, new_pipeline, renderer, family_id, keep_going, count, duration
+            )
+        else:
+            totals = _watch_live(
+                new_pipeline,
+                renderer,
+                symbols,
+                interval,
+                duration,
+                count,
+                passive,
+                rcvbuf,
+                write_file,
+                pcap,
+            )
+        renderer.stop(totals)
+        sys.stdout.flush()
     except NetdmError as error:
         _fail(error)
     except BrokenPipeError:
         # `netdm watch | head -1`: the kernel side was already cleaned up on the way out.
         _silence_broken_pipe()
         sys.exit(int(ExitCode.OK))
-    try:
-        renderer.stop(totals)
-        sys.stdout.flush()
-    except BrokenPipeError:
-        _silence_broken_pipe()
+
+
+def _check_watch_options(
+    read_file: str | None,
+    write_file: str | None,
+    pcap: bool,
+    family_id: int | None,
+    keep_going: bool,
+    passive: bool,
+    rcvbuf: int | None,
+) -> None:
+    if read_file is not None:
+        for given, name in ((write_file, "-w"), (passive, "--passive"), (rcvbuf, "--rcvbuf")):
+            if given:
+                raise click.UsageError(f"-r replays a capture; {name} is for live monitoring")
+    else:
+        for given, name in ((family_id, "--family-id"), (keep_going, "--keep-going")):
+            if given is not None and given is not False:
+                raise click.UsageError(f"{name} goes with -r")
+    if pcap and write_file is None:
+        raise click.UsageError("--pcap goes with -w")
+
+
+def _load_symbols(symbols_file: str | None, read_file: str | None) -> SymbolTable:
+    from netdm.symbols import SymbolTable
+
+    if read_file is None:
+        return SymbolTable.load(system_map=symbols_file)
+    if symbols_file is not None:
+        return SymbolTable.load(kallsyms_path=None, system_map=symbols_file)
+    from netdm.capture import read_symbols
+
+    text = read_symbols(read_file)
+    if text.strip():
+        return SymbolTable.from_kallsyms_text(
+            text, source_description=f"the symbols recorded in {read_file}"
+        )
+    return SymbolTable.empty(
+        source_description="no symbols",
+        why_unresolved=(
+            f"{read_file} carries no kernel symbols (not recorded by netdm -w), so addresses "
+            "print raw: kernel addresses change at every boot; pass --symbols with the "
+            "recording machine's /proc/kallsyms copy to name them"
+        ),
+    )
+
+
+def _replay(
+    read_file: str,
+    new_pipeline: PipelineFactory,
+    renderer: Renderer,
+    family_id: int | None,
+    keep_going: bool,
+    count: int | None,
+    duration: float | None,
+) -> RunTotals:
+    from netdm.capture import read_capture
+    from netdm.session import replay_capture
+
+    if count is not None or duration is not None:
+        raise click.UsageError("--count and --duration are for live monitoring; -r replays it all")
+    renderer.start()
+    result = replay_capture(
+        lambda: read_capture(read_file, keep_going=keep_going), new_pipeline, family_id=family_id
+    )
+    if result.bad_records:
+        renderer.notice(f"{read_file}: skipped {result.bad_records} damaged records (--keep-going)")
+    if result.records == 0:
+        renderer.notice(f"{read_file}: no NET_DM records")
+    return result.totals
+
+
+def _watch_live(
+    new_pipeline: PipelineFactory,
+    renderer: Renderer,
+    symbols: SymbolTable,
+    interval: float,
+    duration: float | None,
+    count: int | None,
+    passive: bool,
+    rcvbuf: int | None,
+    write_file: str | None,
+    pcap: bool,
+) -> RunTotals:
+    from netdm.session import LiveMonitor, WatchSettings
+
+    settings = WatchSettings(
+        interval=interval, duration=duration, count=count, passive=passive, receive_buffer=rcvbuf
+    )
+    if write_file is None:
+        return LiveMonitor(settings, new_pipeline, on_started=renderer.start).run()
+    import os
+    import socket
+
+    from netdm.capture import CaptureWriter
+
+    with CaptureWriter.open(
+        write_file,
+        format="pcap" if pcap else "pcapng",
+        kernel_release=os.uname().release,
+        hostname=socket.gethostname(),
+        application=f"netdm {__version__}",
+    ) as writer:
+        monitor = LiveMonitor(
+            settings, new_pipeline, on_started=renderer.start, recorder=writer, symbols=symbols
+        )
+        return monitor.run()
 
 
 def _silence_broken_pipe() -> None:

@@ -26,7 +26,7 @@ from netdm.errors import (
 )
 from netdm.proto import decode_datagram, encode
 from netdm.proto.constants import AlertMode, Cmd
-from netdm.proto.events import Ack, ConfigReply, ErrorReply, Event, StatsReply
+from netdm.proto.events import Ack, ConfigReply, ErrorReply, Event, FamilyInfo, StatsReply
 
 REPLY_TIMEOUT = 5.0
 
@@ -63,6 +63,7 @@ class KernelStats:
 
 
 _COMMAND_WORDS = {
+    Cmd.UNSPEC: "describe the NET_DM family",  # an nlctrl GETFAMILY, not a NET_DM command
     Cmd.CONFIG: "configure the drop monitor",
     Cmd.START: "start drop monitoring",
     Cmd.STOP: "stop drop monitoring",
@@ -117,6 +118,15 @@ class KernelControl:
                     if event.message:
                         self.warnings.append(event.message)
                     return answers
+
+    def describe_family(self, name: str) -> FamilyInfo:
+        """Ask nlctrl for ``name``'s id, version, ops and groups (recorded first in captures)."""
+        seq = self._next_seq()
+        answers = self._exchange(Cmd.UNSPEC, encode.build_getfamily(name, seq), seq)
+        for answer in answers:
+            if isinstance(answer, FamilyInfo):
+                return answer
+        raise KernelRequestError(f"nlctrl acknowledged GETFAMILY {name} without a reply", 0)
 
     def get_config(self) -> KernelConfig | None:
         """The current configuration, or ``None`` on kernels before 5.4 (no CONFIG_GET)."""

@@ -1,32 +1,44 @@
 """A monitoring session: a source of datagrams → decode → aggregate → render.
 
 Strategy: :class:`Pipeline` is the one path every datagram takes, whether it
-came from a live socket or (later) a recorded capture; it is told the time by
-its caller.  :class:`LiveMonitor` owns the kernel side: it saves the drop
-monitor's configuration, switches to summary mode if needed, starts
-monitoring, and on every way out — end of ``--duration``/``--count``, a
-signal, a closed pipe, an error — lets the kernel flush its last batch,
-stops monitoring and restores what it found.
+came from a live socket (:class:`LiveMonitor`) or a recorded capture
+(:func:`replay_capture`); it is told the time by its caller.
+
+:class:`LiveMonitor` owns the kernel side: it saves the drop monitor's
+configuration, switches to summary mode if needed, starts monitoring, and on
+every way out — end of ``--duration``/``--count``, a signal, a closed pipe,
+an error — lets the kernel flush its last batch, stops monitoring and
+restores what it found.
+
+Recording and replay agree by construction: every datagram is written to the
+capture with the time the pipeline was given for it (the run's *logical*
+clock: arrival time, except that the kernel's last batches, drained after the
+end of the run, are stamped with the end).  Replay feeds the records at their
+timestamps, starts its windows where the live run started them (the last
+reply before the first alert: the START ack) and ends at the last record (the
+STOP exchange, stamped with the end), so it prints the same summaries.
 """
 
 from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from netdm.aggregate import IntervalAggregator, IntervalSummary
 from netdm.control import KernelConfig, KernelControl
-from netdm.errors import FamilyNotFoundError
+from netdm.errors import BadInputError, FamilyNotFoundError
 from netdm.proto import ProtocolError, decode_datagram
-from netdm.proto.constants import AlertMode
-from netdm.proto.events import PacketAlert, SummaryAlert
+from netdm.proto.constants import FAMILY_NAME, AlertMode, Cmd
+from netdm.proto.events import FamilyInfo, PacketAlert, SummaryAlert
 
 if TYPE_CHECKING:
+    from netdm.capture import CaptureReader
+    from netdm.symbols import SymbolTable
     from netdm.transport import NetlinkTransport
 
 # The kernel sends each CPU's summary about one second after that CPU's first
@@ -35,14 +47,18 @@ KERNEL_BATCH_GRACE = 1.25
 # Upper bound on how long the loop sleeps, so signals and deadlines are noticed.
 MAX_WAIT = 0.25
 # Alerts arriving at or after the end of the run still belong to its last interval.
-END_EPSILON = 1e-3
+END_EPSILON_NS = 1_000_000
+# How often a capture being written is flushed to disk (and its symbols added).
+RECORD_FLUSH_SECONDS = 1.0
+
+NS_PER_SECOND = 1_000_000_000
+NETLINK_GENERIC = 16
+GENL_ID_CTRL = 0x10
 
 
-class IntervalSink:
-    """Where finished intervals go (a renderer)."""
-
-    def interval(self, summary: IntervalSummary) -> None:
-        raise NotImplementedError
+def seconds(timestamp_ns: int) -> float:
+    """The one conversion from record/clock nanoseconds to the pipeline's float seconds."""
+    return timestamp_ns / NS_PER_SECOND
 
 
 @dataclass
@@ -68,6 +84,7 @@ class Pipeline:
         self._aggregator = aggregator
         self._on_interval = on_interval
         self.totals = RunTotals()
+        self.addresses: set[int] = set()  # every drop location's pc, for a capture's symbols
 
     def _emit(self, closed: list[IntervalSummary]) -> None:
         for summary in closed:
@@ -85,8 +102,11 @@ class Pipeline:
             return
         for event in events:
             if isinstance(event, SummaryAlert):
+                self.addresses.update(point.pc for point in event.drop_points)
                 self._emit(self._aggregator.add_summary(event, now))
             elif isinstance(event, PacketAlert):
+                if event.pc:
+                    self.addresses.add(event.pc)
                 self._emit(self._aggregator.add_packet(event, now))
 
     def add_losses(self, now: float, *, enobufs: int = 0) -> None:
@@ -101,6 +121,19 @@ class Pipeline:
         last = self._aggregator.flush(now)
         if last is not None:
             self._emit([last])
+
+
+PipelineFactory = Callable[[int, float], Pipeline]
+
+
+class Recorder(Protocol):
+    """Where a live run writes what it sends and receives (a CaptureWriter)."""
+
+    def write(self, datagram: bytes, timestamp_ns: int, *, outgoing: bool) -> None: ...
+
+    def write_symbols(self, lines: Iterable[str]) -> None: ...
+
+    def flush(self) -> None: ...
 
 
 class StopRequest:
@@ -142,14 +175,33 @@ class WatchSettings:
     passive: bool = False
     receive_buffer: int | None = None
 
-    def deadline(self, start: float) -> float | None:
+    def deadline_ns(self, start_ns: int) -> int | None:
         """When the run ends by itself: after ``duration`` or ``count`` intervals."""
         ends = []
         if self.duration is not None:
-            ends.append(start + self.duration)
+            ends.append(start_ns + round(self.duration * NS_PER_SECOND))
         if self.count is not None:
-            ends.append(start + self.count * self.interval)
+            ends.append(start_ns + round(self.count * self.interval * NS_PER_SECOND))
         return min(ends) if ends else None
+
+
+class _CaptureSymbols:
+    """Adds the kallsyms lines of newly seen drop locations to a capture."""
+
+    def __init__(self, recorder: Recorder, symbols: SymbolTable | None) -> None:
+        self._recorder = recorder
+        self._symbols = symbols
+        self._written: set[int] = set()
+
+    def update(self, addresses: set[int]) -> None:
+        if self._symbols is None:
+            return
+        new = addresses - self._written
+        if new:
+            lines = self._symbols.kallsyms_lines(new)
+            if lines:
+                self._recorder.write_symbols(lines)
+            self._written |= new
 
 
 class LiveMonitor:
@@ -158,17 +210,50 @@ class LiveMonitor:
     def __init__(
         self,
         settings: WatchSettings,
-        pipeline_factory: Callable[[int, float], Pipeline],
+        pipeline_factory: PipelineFactory,
         on_started: Callable[[], None],
-        clock: Callable[[], float] = time.time,
+        *,
+        clock_ns: Callable[[], int] = time.time_ns,
+        recorder: Recorder | None = None,
+        symbols: SymbolTable | None = None,
     ) -> None:
         self.settings = settings
         self._pipeline_factory = pipeline_factory
         self._on_started = on_started
-        self._clock = clock
+        self._clock_ns = clock_ns
+        self._recorder = recorder
+        self._capture_symbols = _CaptureSymbols(recorder, symbols) if recorder else None
         self.stop = StopRequest()
         self.saved_config: KernelConfig | None = None
         self.pipeline: Pipeline | None = None
+        self._last_reply_ns: int | None = None
+        self._frozen_record_ns: int | None = None  # set at the end: see the module docstring
+        self._last_flush = time.monotonic()
+
+    # ------------------------------------------------------------------ recording
+
+    def _observe_control(self, outgoing: bool, datagram: bytes) -> None:
+        """Every request and reply on the control socket: timed, and recorded."""
+        now_ns = self._frozen_record_ns or self._clock_ns()
+        if not outgoing:
+            self._last_reply_ns = now_ns
+        if self._recorder:
+            self._recorder.write(datagram, now_ns, outgoing=outgoing)
+
+    def _record_event(self, datagram: bytes, now_ns: int) -> None:
+        if self._recorder:
+            self._recorder.write(datagram, now_ns, outgoing=False)
+
+    def _flush_recording(self, *, force: bool = False) -> None:
+        if not self._recorder or self.pipeline is None:
+            return
+        if force or time.monotonic() - self._last_flush >= RECORD_FLUSH_SECONDS:
+            assert self._capture_symbols is not None
+            self._capture_symbols.update(self.pipeline.addresses)
+            self._recorder.flush()
+            self._last_flush = time.monotonic()
+
+    # ------------------------------------------------------------------ the run
 
     def run(self) -> RunTotals:
         from netdm.transport import NetlinkTransport
@@ -186,14 +271,21 @@ class LiveMonitor:
                 else NetlinkTransport()
             )
             with events_transport as events_socket, stop_on_signals(self.stop):
-                control = KernelControl(control_socket)
-                return self._monitor(control, events_socket)
+                control = KernelControl(control_socket, observer=self._observe_control)
+                try:
+                    return self._monitor(control, events_socket)
+                finally:
+                    self._flush_recording(force=True)
 
     def _monitor(self, control: KernelControl, events_socket: NetlinkTransport) -> RunTotals:
         settings = self.settings
         restore: KernelConfig | None = None
         started = False
+        end_ns: int | None = None
         try:
+            if self._recorder:
+                # First in the capture: the family's id and name, for Wireshark and replay.
+                control.describe_family(FAMILY_NAME)
             if not settings.passive:
                 self.saved_config = control.get_config()
                 if self.saved_config and self.saved_config.alert_mode != AlertMode.SUMMARY:
@@ -204,16 +296,19 @@ class LiveMonitor:
             if not settings.passive:
                 control.start(sw=True)
                 started = True
-            start = self._clock()
-            pipeline = self._pipeline_factory(events_socket.family_id, start)
+            start_ns = self._last_reply_ns or self._clock_ns()
+            pipeline = self._pipeline_factory(events_socket.family_id, seconds(start_ns))
             self.pipeline = pipeline
             self._on_started()
-            end = self._receive_until_done(pipeline, events_socket, start)
+            end_ns = self._receive_until_done(pipeline, events_socket, start_ns)
             if started and not self.stop.urgent:
-                self._drain_kernel_batches(pipeline, events_socket, end)
-            pipeline.finish(end)
+                self._drain_kernel_batches(pipeline, events_socket, end_ns)
+            self._frozen_record_ns = end_ns
+            pipeline.finish(seconds(end_ns))
             return pipeline.totals
         finally:
+            if end_ns is not None:
+                self._frozen_record_ns = end_ns
             try:
                 if started:
                     control.stop(sw=True)
@@ -226,41 +321,161 @@ class LiveMonitor:
                     )
 
     def _receive_until_done(
-        self, pipeline: Pipeline, events_socket: NetlinkTransport, start: float
-    ) -> float:
-        """Receive until duration, count or a stop request; return the end time."""
-        deadline = self.settings.deadline(start)
+        self, pipeline: Pipeline, events_socket: NetlinkTransport, start_ns: int
+    ) -> int:
+        """Receive until duration, count or a stop request; return the end time (ns)."""
+        deadline_ns = self.settings.deadline_ns(start_ns)
         enobufs_seen = 0
         while True:
-            now = self._clock()
+            now_ns = self._clock_ns()
             if self.stop.requested:
-                return now
-            if deadline is not None and now >= deadline:
-                return deadline
-            wait = MAX_WAIT if deadline is None else min(MAX_WAIT, deadline - now)
+                return now_ns
+            if deadline_ns is not None and now_ns >= deadline_ns:
+                return deadline_ns
+            wait = MAX_WAIT
+            if deadline_ns is not None:
+                wait = min(wait, seconds(deadline_ns - now_ns))
             datagram = events_socket.receive(wait)
-            now = _within(self._clock(), deadline)
+            now_ns = _within(self._clock_ns(), deadline_ns)
+            now = seconds(now_ns)
             if events_socket.losses.enobufs != enobufs_seen:
                 pipeline.add_losses(now, enobufs=events_socket.losses.enobufs - enobufs_seen)
                 enobufs_seen = events_socket.losses.enobufs
             if datagram is not None:
+                self._record_event(datagram, now_ns)
                 pipeline.feed(datagram, now)
             pipeline.tick(now)
+            self._flush_recording()
 
     def _drain_kernel_batches(
-        self, pipeline: Pipeline, events_socket: NetlinkTransport, end: float
+        self, pipeline: Pipeline, events_socket: NetlinkTransport, end_ns: int
     ) -> None:
         """Take the batches the kernel still holds into the last interval."""
         grace_end = time.monotonic() + KERNEL_BATCH_GRACE
+        last_instant_ns = _within(end_ns, end_ns)
         while not self.stop.urgent:
             remaining = grace_end - time.monotonic()
             if remaining <= 0:
                 return
             datagram = events_socket.receive(min(remaining, MAX_WAIT))
             if datagram is not None:
-                pipeline.feed(datagram, _within(end, end))
+                self._record_event(datagram, last_instant_ns)
+                pipeline.feed(datagram, seconds(last_instant_ns))
 
 
-def _within(now: float, end: float | None) -> float:
-    """``now``, but inside the run: a time at ``end`` would open a new interval."""
-    return now if end is None or now < end else end - END_EPSILON
+def _within(now_ns: int, end_ns: int | None) -> int:
+    """``now_ns``, but inside the run: a time at ``end_ns`` would open a new interval."""
+    return now_ns if end_ns is None or now_ns < end_ns else end_ns - END_EPSILON_NS
+
+
+# ---------------------------------------------------------------------- replay
+
+
+def _is_alert(datagram: bytes, family_id: int) -> bool:
+    """A kernel notification of ``family_id``: ALERT or PACKET_ALERT."""
+    return (
+        len(datagram) >= 20
+        and int.from_bytes(datagram[4:6], "little") == family_id
+        and datagram[16] in (Cmd.ALERT, Cmd.PACKET_ALERT)
+    )
+
+
+def find_family_id(reader: CaptureReader) -> tuple[int, str]:
+    """NET_DM's id in a capture, and how it was learnt.
+
+    From the nlctrl reply naming NET_DM (netdm and dwdump write one first);
+    failing that, from the first datagram that looks and decodes like a NET_DM
+    notification (a generic-netlink multicast with version 2, seq and port 0,
+    and command ALERT or PACKET_ALERT).
+    """
+    guess: int | None = None
+    for record in reader:
+        data = record.data
+        if record.protocol != NETLINK_GENERIC or len(data) < 20:
+            continue
+        nl_type = int.from_bytes(data[4:6], "little")
+        if nl_type == GENL_ID_CTRL:
+            try:
+                events = decode_datagram(data, 0)
+            except ProtocolError:
+                continue
+            for event in events:
+                if isinstance(event, FamilyInfo) and event.name == FAMILY_NAME:
+                    return event.family_id, "from the capture's nlctrl reply"
+        elif guess is None and nl_type > GENL_ID_CTRL and _looks_like_net_dm_alert(data):
+            guess = nl_type
+    if guess is not None:
+        return guess, "recognised from its alerts (the capture has no nlctrl reply)"
+    raise BadInputError(
+        f"{reader.path}: no NET_DM messages found (no nlctrl reply naming NET_DM and "
+        "nothing that decodes as a drop alert); if the family id is known, pass --family-id"
+    )
+
+
+def _looks_like_net_dm_alert(data: bytes) -> bool:
+    flags_seq_pid = data[6:16]
+    if flags_seq_pid != bytes(10) or data[17] != 2:
+        return False
+    nl_type = int.from_bytes(data[4:6], "little")
+    if data[16] not in (Cmd.ALERT, Cmd.PACKET_ALERT):
+        return False
+    try:
+        events = decode_datagram(data, nl_type)
+    except ProtocolError:
+        return False
+    return all(isinstance(event, (SummaryAlert, PacketAlert)) for event in events)
+
+
+@dataclass
+class ReplayResult:
+    """What a replay did, besides its intervals."""
+
+    totals: RunTotals
+    family_id: int
+    family_source: str
+    records: int
+    bad_records: int
+
+
+def replay_capture(
+    open_reader: Callable[[], CaptureReader],
+    pipeline_factory: PipelineFactory,
+    *,
+    family_id: int | None = None,
+) -> ReplayResult:
+    """Feed a capture through the same pipeline as a live run, on its own clock.
+
+    ``open_reader`` is called once or twice (a first pass finds the family id
+    when it is not given).
+    """
+    if family_id is None:
+        with open_reader() as scout:
+            family_id, family_source = find_family_id(scout)
+    else:
+        family_source = "given with --family-id"
+    pipeline: Pipeline | None = None
+    start_ns: int | None = None  # the last reply before the first alert: the START ack
+    last_ns: int | None = None
+    records = 0
+    with open_reader() as reader:
+        for record in reader:
+            # Requests (ours, or any program's in an nlmon capture) carry no drops.
+            if record.protocol != NETLINK_GENERIC or record.outgoing:
+                continue
+            records += 1
+            last_ns = record.timestamp_ns
+            if pipeline is None:
+                if not _is_alert(record.data, family_id):
+                    start_ns = record.timestamp_ns
+                    continue
+                pipeline = pipeline_factory(family_id, seconds(start_ns or last_ns))
+            pipeline.feed(record.data, seconds(record.timestamp_ns))
+        bad_records = reader.bad_records
+    if last_ns is None:
+        raise BadInputError(f"{reader.path}: the capture holds no netlink records to replay")
+    if pipeline is None:
+        pipeline = pipeline_factory(family_id, seconds(start_ns or last_ns))
+    # As the live run did: windows closed just before the end, then the last one at the end.
+    pipeline.tick(seconds(_within(last_ns, last_ns)))
+    pipeline.finish(seconds(last_ns))
+    return ReplayResult(pipeline.totals, family_id, family_source, records, bad_records)
