@@ -232,9 +232,9 @@ def _load_symbols(symbols_file: str | None, read_file: str | None) -> SymbolTabl
     return SymbolTable.empty(
         source_description="no symbols",
         why_unresolved=(
-            f"{read_file} carries no kernel symbols (not recorded by netdm -w), so addresses "
-            "print raw: kernel addresses change at every boot; pass --symbols with the "
-            "recording machine's /proc/kallsyms copy to name them"
+            f"{read_file} carries no kernel symbols, so drop locations print as raw "
+            "addresses (they change at every boot); pass --symbols with a copy of the "
+            "recording machine's /proc/kallsyms to name them"
         ),
     )
 

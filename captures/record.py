@@ -1,0 +1,222 @@
+"""Record the capture library in captures/ from a real kernel, in the project's VM.
+
+    python captures/record.py            # boots the VM, records, copies the files here
+    python captures/record.py --in-guest OUTDIR   # what runs inside the VM (as root)
+
+Every capture is made by a scenario function below; its note
+(``captures/NAME.md``) is written from the scenario's docstring and the
+kernel release, so the note says exactly how the file was made.  The golden
+replay outputs beside them (``NAME.txt``, ``NAME.json``) come from
+``netdm watch -r`` on the host and are checked by tests/test_captures.py.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(REPO))
+
+INTERVAL = "2"  # seconds per summary in the recorded runs (short, so captures stay small)
+
+
+def send_udp_drops(count: int, *, cpu: int | None = None, ipv6: bool = False) -> None:
+    """``count`` datagrams to the closed port 9 on loopback, each one drop."""
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
+    family, address = (socket.AF_INET6, "::1") if ipv6 else (socket.AF_INET, "127.0.0.1")
+    with socket.socket(family, socket.SOCK_DGRAM) as sender:
+        for _ in range(count):
+            sender.sendto(b"netdm capture", (address, 9))
+    os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
+
+
+def start_netdm(*args: str, stdout: Path) -> subprocess.Popen[bytes]:
+    """`netdm` in the background; returns once it printed its banner (monitoring is on)."""
+    handle = stdout.open("wb")
+    process = subprocess.Popen([sys.executable, "-m", "netdm", *args], cwd=REPO, stdout=handle)
+    deadline = time.monotonic() + 60
+    while b"Monitoring for dropped packets" not in stdout.read_bytes():
+        if time.monotonic() > deadline or process.poll() is not None:
+            raise RuntimeError(f"netdm did not start: {stdout.read_text()}")
+        time.sleep(0.1)
+    return process
+
+
+def summary_udp_loopback(out: Path) -> None:
+    """Summary mode, UDP drops on loopback from two CPUs, recorded by `netdm watch -w`;
+    at the same time `tcpdump -i nlmon0 -w summary-udp-nlmon.pcap` recorded the same
+    netlink traffic independently.
+
+    Commands (as root, in the VM):
+
+        modprobe nlmon; ip link add nlmon0 type nlmon; ip link set nlmon0 up
+        tcpdump -i nlmon0 -w summary-udp-nlmon.pcap &
+        netdm watch --interval 2 --duration 9 -w summary-udp-loopback.pcapng
+        # while it runs (Python, port 9 closed, sched_setaffinity per burst):
+        #   t≈0.5 s: 40 UDP/IPv4 datagrams to 127.0.0.1:9 from CPU 0
+        #   t≈3.5 s: 25 UDP/IPv4 datagrams to 127.0.0.1:9 from CPU 1
+        #            and 6 UDP/IPv6 datagrams to [::1]:9 from CPU 1
+        #   t≈6.5 s: 15 UDP/IPv4 datagrams to 127.0.0.1:9 from CPU 0
+
+    A correct replay (`netdm watch --interval 2 -r summary-udp-loopback.pcapng`) shows
+    80 drops at __udp4_lib_rcv, 6 at __udp6_lib_rcv and 6 at icmpv6_rcv (the ICMPv6
+    port-unreachable replies to the IPv6 datagrams, which nobody receives), spread over
+    the 2-second intervals in which their alerts arrived: exactly what the live run
+    printed (summary-udp-loopback.live.txt).  The nlmon capture has no symbols: its
+    replay prints raw addresses, the same counts, and says why.
+    """
+    subprocess.run(["modprobe", "nlmon"], check=True)
+    subprocess.run(["ip", "link", "add", "nlmon0", "type", "nlmon"], check=True)
+    subprocess.run(["ip", "link", "set", "nlmon0", "up"], check=True)
+    tcpdump = subprocess.Popen(
+        ["tcpdump", "-i", "nlmon0", "-w", str(out / "summary-udp-nlmon.pcap"), "-U"],
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(2)  # tcpdump is listening
+    live = out / "summary-udp-loopback.live.txt"
+    netdm = start_netdm(
+        "watch",
+        "--interval",
+        INTERVAL,
+        "--duration",
+        "9",
+        "-w",
+        str(out / "summary-udp-loopback.pcapng"),
+        stdout=live,
+    )
+    started = time.monotonic()
+    for at, action in (
+        (0.5, lambda: send_udp_drops(40, cpu=0)),
+        (3.5, lambda: (send_udp_drops(25, cpu=1), send_udp_drops(6, cpu=1, ipv6=True))),
+        (6.5, lambda: send_udp_drops(15, cpu=0)),
+    ):
+        time.sleep(max(0.0, started + at - time.monotonic()))
+        action()
+    netdm.wait(timeout=60)
+    time.sleep(0.5)
+    tcpdump.send_signal(signal.SIGINT)
+    tcpdump.wait(timeout=30)
+    subprocess.run(["ip", "link", "del", "nlmon0"], check=True)
+
+
+def control_requests(out: Path) -> None:
+    """CONFIG_GET / STATS_GET replies, configuration changes and error replies, recorded
+    through netdm's own control layer (netdm.control.KernelControl with a CaptureWriter
+    observing every request and answer).
+
+    The sequence (as root, in the VM, drop monitor freshly loaded):
+
+        GETFAMILY NET_DM (nlctrl)                 -> family reply + ack
+        CONFIG_GET                                -> CONFIG_NEW summary/0/1000 + ack
+        STATS_GET                                 -> STATS_NEW 0/0 + ack
+        CONFIG alert_mode=packet trunc=96 queue=64 -> ack
+        CONFIG_GET                                -> CONFIG_NEW packet/96/64 + ack
+        START sw                                  -> ack
+        START sw                                  -> error EAGAIN "Trace state already set..."
+        CONFIG queue_len=10                       -> error EBUSY "Cannot configure ... monitoring"
+        STOP sw                                   -> ack
+        STOP sw                                   -> ack with extack warning
+        CONFIG summary/0/1000                     -> ack
+
+    No drops: replay prints no interval.  The test replays it and checks each reply
+    decodes (tests/test_captures.py).
+    """
+    from netdm.capture import CaptureWriter
+    from netdm.control import KernelControl
+    from netdm.errors import NetdmError
+    from netdm.proto.constants import AlertMode
+    from netdm.transport import NetlinkTransport
+
+    with (
+        CaptureWriter.open(
+            out / "control-requests.pcapng",
+            kernel_release=os.uname().release,
+            hostname=socket.gethostname(),
+            application="netdm captures/record.py",
+        ) as writer,
+        NetlinkTransport(receive_buffer=256 * 1024) as transport,
+    ):
+        control = KernelControl(
+            transport, observer=lambda out_, data: writer.write(data, time.time_ns(), outgoing=out_)
+        )
+        control.describe_family("NET_DM")
+        control.get_config()
+        control.get_stats()
+        control.set_config(alert_mode=AlertMode.PACKET, trunc_len=96, queue_len=64)
+        control.get_config()
+        control.start(sw=True)
+        for attempt in (lambda: control.start(sw=True), lambda: control.set_config(queue_len=10)):
+            try:
+                attempt()
+            except NetdmError:
+                pass
+            else:
+                raise RuntimeError("the kernel accepted what it should have refused")
+        control.stop(sw=True)
+        control.stop(sw=True)
+        control.set_config(alert_mode=AlertMode.SUMMARY, trunc_len=0, queue_len=1000)
+
+
+SCENARIOS: dict[str, Callable[[Path], None]] = {
+    "summary-udp-loopback": summary_udp_loopback,
+    "control-requests": control_requests,
+}
+
+
+def in_guest(out: Path) -> None:
+    subprocess.run(["modprobe", "drop_monitor"], check=True)
+    for name, scenario in SCENARIOS.items():
+        print(f"recording {name}", flush=True)
+        scenario(out)
+    (out / "kernel-release").write_text(os.uname().release + "\n")
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["--in-guest"]:
+        in_guest(Path(sys.argv[2]))
+        return
+    from tests.vm import harness
+
+    out = REPO / ".cache" / "captures-new"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    result = harness.run_in_vm(
+        [sys.executable, str(Path(__file__).resolve()), "--in-guest", str(out)],
+        timeout=600,
+        outdir=out,
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"recording failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    for path in sorted(out.iterdir()):
+        if path.suffix in (".pcapng", ".pcap") or path.name.endswith(".live.txt"):
+            shutil.copy2(path, HERE / path.name)
+            print(f"captures/{path.name}")
+    release = (out / "kernel-release").read_text().strip()
+    for name, scenario in SCENARIOS.items():
+        note = HERE / f"{name}.md"
+        note.write_text(
+            f"# {name}\n\nRecorded from a real kernel, {release} (Debian), in the project's VM "
+            f"(tests/vm/harness.py) by `python captures/record.py`.\n\n"
+            f"{_dedent(scenario.__doc__ or '')}\n"
+        )
+
+
+def _dedent(text: str) -> str:
+    import textwrap
+
+    first, _, rest = text.partition("\n")
+    return first.strip() + "\n" + textwrap.dedent(rest)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,200 @@
+"""Numbers of the pcap and pcapng formats, and the ``struct`` layouts of the fast paths.
+
+Strategy: every number here is quoted from its specification, so a grep
+finds it: the pcap file format (draft-ietf-opsawg-pcap, libpcap's
+``pcap/pcap.h``), the pcapng format (draft-ietf-opsawg-pcapng), and
+tcpdump.org's ``LINKTYPE_NETLINK`` page for the 16-byte cooked pseudo-header.
+The *definitions* of the structures are the construct declarations in
+:mod:`netdm.capture.schema`; the ``struct`` formats below are their fast
+twins, and ``tests/test_capture.py`` proves each pair equal.  The reader and
+writer import only this module, so ``import netdm.capture`` costs no
+construct import.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Literal
+
+ByteOrder = Literal["little", "big"]
+CaptureFormat = Literal["pcap", "pcapng"]
+
+# --------------------------------------------------------------------------- classic pcap
+PCAP_MAGIC_MICROSECONDS = 0xA1B2C3D4
+PCAP_MAGIC_NANOSECONDS = 0xA1B23C4D
+PCAP_VERSION = (2, 4)
+PCAP_FILE_HEADER_LEN = 24
+PCAP_RECORD_HEADER_LEN = 16
+PCAP_LINKTYPE_OFFSET = 20  # the LinkType field of the file header
+
+# --------------------------------------------------------------------------- pcapng
+BLOCK_SHB = 0x0A0D0D0A  # Section Header Block (palindromic: readable in either order)
+BLOCK_IDB = 0x00000001  # Interface Description Block
+BLOCK_PB = 0x00000002  # Packet Block (obsolete)
+BLOCK_SPB = 0x00000003  # Simple Packet Block
+BLOCK_NRB = 0x00000004  # Name Resolution Block
+BLOCK_ISB = 0x00000005  # Interface Statistics Block
+BLOCK_EPB = 0x00000006  # Enhanced Packet Block
+BLOCK_DSB = 0x0000000A  # Decryption Secrets Block
+BLOCK_CB_COPY = 0x00000BAD  # Custom Block, may be copied
+BLOCK_CB_NOCOPY = 0x40000BAD  # Custom Block, must not be copied
+BYTE_ORDER_MAGIC = 0x1A2B3C4D
+PCAPNG_VERSION = (1, 0)
+BLOCK_HEADER_LEN = 8  # type, total length
+BLOCK_MIN_LEN = 12  # type, total length, trailing total length
+SHB_MIN_LEN = 28
+IDB_MIN_LEN = 20
+EPB_MIN_LEN = 32
+SPB_MIN_LEN = 16
+PB_MIN_LEN = 32
+ISB_MIN_LEN = 24
+EPB_DATA_OFFSET = 28  # from the start of the block
+SPB_DATA_OFFSET = 12
+PB_DATA_OFFSET = 28
+SECTION_LENGTH_UNKNOWN = -1
+
+# Option codes.  Codes 0 and 1 are common to every block.
+OPT_ENDOFOPT = 0
+OPT_COMMENT = 1
+SHB_HARDWARE = 2
+SHB_OS = 3
+SHB_USERAPPL = 4
+IF_NAME = 2
+IF_DESCRIPTION = 3
+IF_TSRESOL = 9
+IF_OS = 12
+IF_TSOFFSET = 14
+IF_HARDWARE = 15
+EPB_FLAGS = 2  # also pack_flags of the obsolete Packet Block
+ISB_STARTTIME = 2
+ISB_ENDTIME = 3
+OPTION_VALUE_MAX = 0xFFFF  # an option's length is a u16
+
+# epb_flags bits 0-1: inbound/outbound direction (0 = not available).
+EPB_FLAGS_DIRECTION_MASK = 0x3
+EPB_FLAGS_INBOUND = 0x1
+EPB_FLAGS_OUTBOUND = 0x2
+
+DEFAULT_TSRESOL = 6  # microseconds, when an IDB has no if_tsresol
+NANOSECOND_TSRESOL = 9
+
+# --------------------------------------------------------------------------- LINKTYPE_NETLINK
+LINKTYPE_NETLINK = 253
+ARPHRD_NETLINK = 824
+NETLINK_GENERIC = 16
+PACKET_HOST = 0  # sll_pkttype "to us": netdm's mark for what it received
+PACKET_OUTGOING = 4  # "by us": netdm's mark for what it sent; libpcap on nlmon marks everything so
+COOKED_HEADER_LEN = 16
+NLMSG_HDRLEN = 16
+NLM_F_REQUEST = 0x1
+
+# libpcap's and Wireshark's ceiling for a packet (MAXIMUM_SNAPLEN, WTAP_MAX_PACKET_SIZE_STANDARD).
+MAX_SNAPLEN = 262144
+# A block longer than this that runs past the end of the file is damage, not a cut-off write
+# (Wireshark's MAX_BLOCK_SIZE is 16 MiB as well).
+MAX_PLAUSIBLE_BLOCK = 16 * 1024 * 1024
+
+# How netdm's pcapng capture carries kallsyms lines: opt_comment options of an Interface
+# Statistics Block, each starting with this line (see docs/captures.md).
+SYMBOLS_COMMENT_MARK = "netdm-kallsyms 1\n"
+SYMBOLS_SIDE_FILE_SUFFIX = ".symbols"
+
+LINKTYPE_NAMES = {
+    0: "BSD loopback",
+    1: "Ethernet",
+    101: "raw IP",
+    105: "IEEE 802.11",
+    113: "Linux cooked v1",
+    127: "IEEE 802.11 radiotap",
+    195: "IEEE 802.15.4",
+    220: "Linux USB",
+    228: "raw IPv4",
+    229: "raw IPv6",
+    253: "netlink",
+    276: "Linux cooked v2",
+}
+
+BLOCK_NAMES = {
+    BLOCK_SHB: "Section Header Block",
+    BLOCK_IDB: "Interface Description Block",
+    BLOCK_PB: "Packet Block",
+    BLOCK_SPB: "Simple Packet Block",
+    BLOCK_NRB: "Name Resolution Block",
+    BLOCK_ISB: "Interface Statistics Block",
+    BLOCK_EPB: "Enhanced Packet Block",
+    BLOCK_DSB: "Decryption Secrets Block",
+    BLOCK_CB_COPY: "Custom Block",
+    BLOCK_CB_NOCOPY: "Custom Block",
+}
+PACKET_BLOCKS = frozenset({BLOCK_EPB, BLOCK_SPB, BLOCK_PB})
+
+
+def linktype_name(linktype: int) -> str:
+    """``"1 (Ethernet)"``: a link type number with its name where netdm knows it."""
+    name = LINKTYPE_NAMES.get(linktype)
+    return f"{linktype} ({name})" if name else str(linktype)
+
+
+def block_name(block_type: int) -> str:
+    """The pcapng name of a block type, for messages."""
+    return BLOCK_NAMES.get(block_type, f"block of type 0x{block_type:08x}")
+
+
+def prefix(order: ByteOrder) -> str:
+    """The ``struct`` byte-order prefix."""
+    return "<" if order == "little" else ">"
+
+
+class Layouts:
+    """The ``struct`` twins of the schema, for one byte order (built once per section)."""
+
+    __slots__ = (
+        "block_header",
+        "u16",
+        "u32",
+        "u64",
+        "i64",
+        "option_header",
+        "pcap_file_header",
+        "pcap_record",
+        "shb_fixed",
+        "idb_fixed",
+        "epb_fixed",
+        "spb_fixed",
+        "pb_fixed",
+        "isb_fixed",
+        "pcap_record_cooked",
+        "epb_head_cooked",
+        "epb_netdm_tail",
+    )
+
+    def __init__(self, order: ByteOrder) -> None:
+        p = prefix(order)
+        self.block_header = struct.Struct(p + "II")
+        self.u16 = struct.Struct(p + "H")
+        self.u32 = struct.Struct(p + "I")
+        self.u64 = struct.Struct(p + "Q")
+        self.i64 = struct.Struct(p + "q")
+        self.option_header = struct.Struct(p + "HH")
+        self.pcap_file_header = struct.Struct(p + "IHHiIII")
+        self.pcap_record = struct.Struct(p + "IIII")
+        # Fixed parts of the block bodies (after type and total length).
+        self.shb_fixed = struct.Struct(p + "IHHq")
+        self.idb_fixed = struct.Struct(p + "HHI")
+        self.epb_fixed = struct.Struct(p + "IIIII")
+        self.spb_fixed = struct.Struct(p + "I")
+        self.pb_fixed = struct.Struct(p + "HHIIII")
+        self.isb_fixed = struct.Struct(p + "III")
+        # Fast paths: a pcap record header with the cooked pkttype and protocol, and an EPB's
+        # type, length, fixed fields, pkttype and protocol, in one unpack each.  The two cooked
+        # fields are big-endian in every file: a little-endian reader swaps them.
+        self.pcap_record_cooked = struct.Struct(p + "IIIIH12xH")
+        self.epb_head_cooked = struct.Struct(p + "IIIIIIIH12xH")
+        # The end of a netdm EPB: epb_flags (code, length, value), opt_endofopt, trailing length.
+        self.epb_netdm_tail = struct.Struct(p + "HHIHHI")
+
+
+LAYOUTS: dict[ByteOrder, Layouts] = {"little": Layouts("little"), "big": Layouts("big")}
+# The cooked pseudo-header is big-endian whatever the file's byte order.
+COOKED_HEADER = struct.Struct(">HH10xH")
+COOKED_PKTTYPE_AND_PROTOCOL = struct.Struct(">H12xH")
