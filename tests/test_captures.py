@@ -162,3 +162,25 @@ def test_wireshark_names_the_family_and_sees_every_alert() -> None:
                 isinstance(event, SummaryAlert) for event in decode_datagram(record.data, family_id)
             )
     assert commands.count("1") == alerts > 0
+
+
+def test_bad_captures_give_one_sentence_and_keep_the_good_part(tmp_path: Path) -> None:
+    whole = (CAPTURES / "summary-udp-loopback.pcapng").read_bytes()
+    cut = tmp_path / "cut.pcapng"
+    cut.write_bytes(whole[: len(whole) - 100])  # power lost while writing
+    result = netdm("watch", "--interval", "2", "-r", str(cut))
+    assert result.returncode == 8
+    [error] = result.stderr.splitlines()[-1:]
+    assert error.startswith(f"Error: {cut}") and "offset" in error
+    assert "40 packets dropped at __udp4_lib_rcv" in result.stdout  # replayed up to the damage
+
+    empty = tmp_path / "empty.pcap"
+    empty.write_bytes(b"")
+    result = netdm("watch", "-r", str(empty))
+    assert result.returncode == 8
+    assert result.stderr.startswith(f"Error: {empty} is empty")
+
+    ethernet = tmp_path / "ethernet.pcap"
+    ethernet.write_bytes(bytes.fromhex("d4c3b2a1020004000000000000000000ffff000001000000"))
+    result = netdm("watch", "-r", str(ethernet))
+    assert result.returncode == 8 and "link type 1" in result.stderr
