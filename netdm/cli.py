@@ -10,7 +10,10 @@ commands so that ``netdm --help`` starts fast.
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, NoReturn
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -19,6 +22,7 @@ from netdm.errors import ExitCode, NetdmError
 
 if TYPE_CHECKING:
     from netdm.control import KernelControl
+    from netdm.proto.events import PacketAlert
     from netdm.render import Renderer
     from netdm.session import PipelineFactory, RunTotals
     from netdm.symbols import SymbolTable
@@ -56,6 +60,67 @@ def main() -> None:
     """
 
 
+@dataclass
+class WatchOptions:
+    """Every option of ``netdm watch``, as click parsed them."""
+
+    interval: float
+    duration: float | None
+    count: int | None
+    as_json: bool
+    passive: bool
+    symbols_file: str | None
+    verbose: bool
+    rcvbuf: int | None
+    write_file: str | None
+    pcap: bool
+    read_file: str | None
+    family_id: int | None
+    keep_going: bool
+    packets: bool
+    trunc_len: int
+    queue_len: int
+    origin: str
+    by_reason: bool
+    summaries_only: bool
+    hex_dump: bool
+    nanoseconds: bool
+    payload: str
+    write_packets: str | None
+    reasons: tuple[str, ...]
+    exclude_reasons: tuple[str, ...]
+    locations: tuple[str, ...]
+    interfaces: tuple[str, ...]
+    protocols: tuple[str, ...]
+
+    def check(self) -> None:
+        """Combinations that make no sense are usage errors (exit 2)."""
+        if self.read_file is not None:
+            live_only = {
+                "-w": self.write_file,
+                "--passive": self.passive,
+                "--rcvbuf": self.rcvbuf,
+                "--count": self.count,
+                "--duration": self.duration,
+            }
+            for name, given in live_only.items():
+                if given:
+                    raise click.UsageError(f"-r replays a capture; {name} is for live monitoring")
+        else:
+            for name, given in (("--family-id", self.family_id), ("--keep-going", self.keep_going)):
+                if given:
+                    raise click.UsageError(f"{name} goes with -r")
+        if self.pcap and self.write_file is None:
+            raise click.UsageError("--pcap goes with -w")
+        if self.passive and self.packets:
+            raise click.UsageError(
+                "--passive configures nothing: the kernel's current mode decides what arrives"
+            )
+
+
+PACKET_OPTION_HELP = "Packet mode (--packets) and replays of packet-mode captures"
+
+
 @main.command()
 @click.option(
     "-i",
@@ -69,11 +134,19 @@ def main() -> None:
     "-d", "--duration", type=click.FloatRange(min=0), help="Stop after this many seconds."
 )
 @click.option("-c", "--count", type=click.IntRange(min=1), help="Stop after this many summaries.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per summary (JSON lines).")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines: one object per summary/packet.")
 @click.option(
     "--passive",
     is_flag=True,
     help="Only listen: configure and start nothing (another tool controls the monitor).",
+)
+@click.option(
+    "--origin",
+    type=click.Choice(["sw", "hw", "all"]),
+    default="sw",
+    show_default=True,
+    help="Software drops (kfree_skb), hardware drops (devlink traps), or both.  The kernel "
+    "monitors software drops when asked for neither.",
 )
 @click.option(
     "--symbols",
@@ -85,9 +158,7 @@ def main() -> None:
     "-v", "--verbose", is_flag=True, help="Show symbol+offset [module] instead of function names."
 )
 @click.option(
-    "--rcvbuf",
-    type=click.IntRange(min=4096),
-    help="Socket receive buffer in bytes (default 16 MiB).",
+    "--rcvbuf", type=click.IntRange(min=4096), help="Socket receive buffer in bytes (16 MiB)."
 )
 @click.option(
     "-w",
@@ -118,21 +189,57 @@ def main() -> None:
     is_flag=True,
     help="With -r: skip damaged records where possible and count them, instead of stopping.",
 )
-def watch(
-    interval: float,
-    duration: float | None,
-    count: int | None,
-    as_json: bool,
-    passive: bool,
-    symbols_file: str | None,
-    verbose: bool,
-    rcvbuf: int | None,
-    write_file: str | None,
-    pcap: bool,
-    read_file: str | None,
-    family_id: int | None,
-    keep_going: bool,
-) -> None:
+@click.option(
+    "-p", "--packets", is_flag=True, help="Packet mode: one line per dropped packet (5.4+)."
+)
+@click.option(
+    "--trunc-len",
+    type=click.IntRange(min=0),
+    default=128,
+    show_default=True,
+    help="Packet mode: bytes of each packet the kernel sends; 128 keeps the headers "
+    "(Ethernet, VLAN, IPv6 with options, TCP) and little payload.  0: whole packets.",
+)
+@click.option(
+    "--queue-len",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="Packet mode: packets each CPU may queue before the kernel discards alerts.",
+)
+@click.option(
+    "--by-reason", is_flag=True, help="Packet mode: count summaries by location and drop reason."
+)
+@click.option(
+    "-q",
+    "--summaries-only",
+    is_flag=True,
+    help="Packet mode: print the interval summaries, not every packet.",
+)
+@click.option("-x", "--hex", "hex_dump", is_flag=True, help="Packet mode: details and a hex dump.")
+@click.option("--nanoseconds", is_flag=True, help="Packet mode: times to the nanosecond.")
+@click.option(
+    "--payload",
+    type=click.Choice(["hex", "base64"]),
+    default="hex",
+    show_default=True,
+    help="Packet mode with --json: how the payload is written.",
+)
+@click.option(
+    "--write-packets",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Packet mode: the dropped packets themselves as a pcap (tcpdump/Wireshark).",
+)
+@click.option("--reason", "reasons", multiple=True, help="Only these drop reasons (a,b or repeat).")
+@click.option(
+    "--exclude-reason", "exclude_reasons", multiple=True, help="Not these (e.g. NOT_SPECIFIED)."
+)
+@click.option("--location", "locations", multiple=True, help="Only these functions (glob: 'udp*').")
+@click.option("--interface", "interfaces", multiple=True, help="Only this input interface.")
+@click.option(
+    "--protocol", "protocols", multiple=True, help="Only ipv4, ipv6, arp, tcp, udp, icmp, ..."
+)
+def watch(**raw_options: Any) -> None:
     """Report where packets are dropped, every INTERVAL seconds.
 
     Prints the drop locations of each interval, most drops first, until
@@ -148,44 +255,26 @@ def watch(
       4 packets dropped at tun_do_read
       Stopping dropped packet monitor
 
-    With -r FILE the same summaries come from a recorded capture, on the
+    With --packets every dropped packet gets a line (time, location, reason,
+    interface, addresses, length), and the summaries still follow each
+    interval; --reason/--location/--interface/--protocol filter both.
+
+    With -r FILE the same output comes from a recorded capture, on the
     capture's own clock, with the symbols the capture carries.
     """
-    from netdm.aggregate import IntervalAggregator
-    from netdm.render import make_renderer
-    from netdm.session import Pipeline
-
-    _check_watch_options(read_file, write_file, pcap, family_id, keep_going, passive, rcvbuf)
-
-    def new_pipeline(family_id: int, start: float) -> Pipeline:
-        return Pipeline(
-            family_id, IntervalAggregator(interval=interval, start=start), renderer.interval
-        )
-
+    options = WatchOptions(**raw_options)
+    options.check()
     try:
-        symbols = _load_symbols(symbols_file, read_file)
-        renderer = make_renderer(
-            json_lines=as_json, out=sys.stdout, symbols=symbols, verbose=verbose
-        )
+        symbols = _load_symbols(options.symbols_file, options.read_file)
+        renderer = make_renderer_for(options, symbols)
         for notice in symbols.notices():
             renderer.notice(notice)
-        if read_file is not None:
-            totals = _replay(
-                read_file, new_pipeline, renderer, family_id, keep_going, count, duration
-            )
-        else:
-            totals = _watch_live(
-                new_pipeline,
-                renderer,
-                symbols,
-                interval,
-                duration,
-                count,
-                passive,
-                rcvbuf,
-                write_file,
-                pcap,
-            )
+        with _packet_outputs(options, symbols) as (on_packet, packet_filter):
+            new_pipeline = _pipeline_factory(options, renderer, on_packet, packet_filter)
+            if options.read_file is not None:
+                totals = _replay(options, new_pipeline, renderer)
+            else:
+                totals = _watch_live(options, new_pipeline, renderer, symbols)
         renderer.stop(totals)
         sys.stdout.flush()
     except NetdmError as error:
@@ -196,25 +285,103 @@ def watch(
         sys.exit(int(ExitCode.OK))
 
 
-def _check_watch_options(
-    read_file: str | None,
-    write_file: str | None,
-    pcap: bool,
-    family_id: int | None,
-    keep_going: bool,
-    passive: bool,
-    rcvbuf: int | None,
-) -> None:
-    if read_file is not None:
-        for given, name in ((write_file, "-w"), (passive, "--passive"), (rcvbuf, "--rcvbuf")):
-            if given:
-                raise click.UsageError(f"-r replays a capture; {name} is for live monitoring")
-    else:
-        for given, name in ((family_id, "--family-id"), (keep_going, "--keep-going")):
-            if given is not None and given is not False:
-                raise click.UsageError(f"{name} goes with -r")
-    if pcap and write_file is None:
-        raise click.UsageError("--pcap goes with -w")
+def make_renderer_for(options: WatchOptions, symbols: SymbolTable) -> Renderer:
+    from netdm.render import make_renderer
+
+    return make_renderer(
+        json_lines=options.as_json, out=sys.stdout, symbols=symbols, verbose=options.verbose
+    )
+
+
+PacketHook = Callable[["PacketAlert"], None]
+PacketPredicate = Callable[["PacketAlert"], bool]
+
+
+@contextmanager
+def _packet_outputs(
+    options: WatchOptions, symbols: SymbolTable
+) -> Iterator[tuple[PacketHook | None, PacketPredicate | None]]:
+    """What happens to each packet alert: printed, written to --write-packets, filtered."""
+    from netdm.packets import PacketFilter, PcapPacketSink, caching_resolver
+    from netdm.render import PacketPrinter
+
+    resolve_ifname = None if options.read_file else caching_resolver(_interface_name)
+    hooks: list[PacketHook] = []
+    if not options.summaries_only:
+        printer = PacketPrinter(
+            sys.stdout,
+            symbols,
+            json_lines=options.as_json,
+            verbose=options.hex_dump,
+            nanoseconds=options.nanoseconds,
+            payload_encoding=options.payload,
+            resolve_ifname=resolve_ifname,
+        )
+        hooks.append(printer.packet)
+    packet_filter = PacketFilter.from_options(
+        reasons=options.reasons,
+        exclude_reasons=options.exclude_reasons,
+        locations=options.locations,
+        interfaces=options.interfaces,
+        protocols=options.protocols,
+    )
+    predicate: PacketPredicate | None = None
+    if packet_filter.active:
+
+        def predicate(alert: PacketAlert) -> bool:
+            name = None
+            if resolve_ifname and alert.in_port and alert.in_port.ifindex:
+                name = resolve_ifname(alert.in_port.ifindex)
+            return packet_filter.matches(alert, ifname=name, symbols=symbols)
+
+    with ExitStack() as cleanup:
+        if options.write_packets:
+            sink = cleanup.enter_context(PcapPacketSink.open(options.write_packets))
+            hooks.append(sink.write)
+        if not hooks:
+            yield None, predicate
+        elif len(hooks) == 1:
+            yield hooks[0], predicate
+        else:
+
+            def every_hook(alert: PacketAlert) -> None:
+                for hook in hooks:
+                    hook(alert)
+
+            yield every_hook, predicate
+
+
+def _interface_name(ifindex: int) -> str | None:
+    import socket
+
+    try:
+        return socket.if_indextoname(ifindex)
+    except OSError:
+        return None
+
+
+def _pipeline_factory(
+    options: WatchOptions,
+    renderer: Renderer,
+    on_packet: PacketHook | None,
+    packet_filter: PacketPredicate | None,
+) -> PipelineFactory:
+    from netdm.aggregate import IntervalAggregator
+    from netdm.session import Pipeline
+
+    def new_pipeline(family_id: int, start: float) -> Pipeline:
+        aggregator = IntervalAggregator(
+            interval=options.interval, start=start, by_reason=options.by_reason
+        )
+        return Pipeline(
+            family_id,
+            aggregator,
+            renderer.interval,
+            on_packet=on_packet,
+            packet_filter=packet_filter,
+        )
+
+    return new_pipeline
 
 
 def _load_symbols(symbols_file: str | None, read_file: str | None) -> SymbolTable:
@@ -241,49 +408,41 @@ def _load_symbols(symbols_file: str | None, read_file: str | None) -> SymbolTabl
     )
 
 
-def _replay(
-    read_file: str,
-    new_pipeline: PipelineFactory,
-    renderer: Renderer,
-    family_id: int | None,
-    keep_going: bool,
-    count: int | None,
-    duration: float | None,
-) -> RunTotals:
+def _replay(options: WatchOptions, new_pipeline: PipelineFactory, renderer: Renderer) -> RunTotals:
     from netdm.capture import read_capture
     from netdm.session import replay_capture
 
-    if count is not None or duration is not None:
-        raise click.UsageError("--count and --duration are for live monitoring; -r replays it all")
+    read_file = options.read_file
+    assert read_file is not None
     renderer.start()
     result = replay_capture(
-        lambda: read_capture(read_file, keep_going=keep_going), new_pipeline, family_id=family_id
+        lambda: read_capture(read_file, keep_going=options.keep_going),
+        new_pipeline,
+        family_id=options.family_id,
     )
     if result.bad_records:
         renderer.notice(f"{read_file}: skipped {result.bad_records} damaged records (--keep-going)")
-    if result.records == 0:
-        renderer.notice(f"{read_file}: no NET_DM records")
     return result.totals
 
 
 def _watch_live(
-    new_pipeline: PipelineFactory,
-    renderer: Renderer,
-    symbols: SymbolTable,
-    interval: float,
-    duration: float | None,
-    count: int | None,
-    passive: bool,
-    rcvbuf: int | None,
-    write_file: str | None,
-    pcap: bool,
+    options: WatchOptions, new_pipeline: PipelineFactory, renderer: Renderer, symbols: SymbolTable
 ) -> RunTotals:
     from netdm.session import LiveMonitor, WatchSettings
 
     settings = WatchSettings(
-        interval=interval, duration=duration, count=count, passive=passive, receive_buffer=rcvbuf
+        interval=options.interval,
+        duration=options.duration,
+        count=options.count,
+        passive=options.passive,
+        receive_buffer=options.rcvbuf,
+        packet_mode=options.packets,
+        trunc_len=options.trunc_len,
+        queue_len=options.queue_len,
+        software=options.origin in ("sw", "all"),
+        hardware=options.origin in ("hw", "all"),
     )
-    if write_file is None:
+    if options.write_file is None:
         return LiveMonitor(settings, new_pipeline, on_started=renderer.start).run()
     import os
     import socket
@@ -291,8 +450,8 @@ def _watch_live(
     from netdm.capture import CaptureWriter
 
     with CaptureWriter.open(
-        write_file,
-        format="pcap" if pcap else "pcapng",
+        options.write_file,
+        format="pcap" if options.pcap else "pcapng",
         kernel_release=os.uname().release,
         hostname=socket.gethostname(),
         application=f"netdm {__version__}",

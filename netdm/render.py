@@ -72,6 +72,7 @@ from datetime import datetime, timezone, tzinfo
 from typing import Any, Protocol, TextIO
 
 from netdm.aggregate import DropCount, IntervalSummary, LossCounts
+from netdm.proto.events import PacketAlert
 from netdm.symbols import RX_DROPPED_LABEL, SymbolTable, format_address
 from netdm.textsafe import escape_for_terminal, replace_invalid_text
 
@@ -119,6 +120,10 @@ class Renderer(Protocol):
     def notice(self, message: str) -> None: ...
 
     def stop(self, totals: RunTotalsView | None = None) -> None: ...
+
+
+# Packet lines are flushed at most this often, not one write per line.
+PACKET_FLUSH_SECONDS = 0.2
 
 
 def local_time(epoch: float) -> str:
@@ -375,3 +380,66 @@ def make_renderer(
     if json_lines:
         return JsonRenderer(out, symbols)
     return TextRenderer(out, symbols, verbose=verbose, err=err)
+
+
+class PacketPrinter:
+    """Packet mode: one line (or a block, with ``verbose``) or one JSON object per drop.
+
+    Output is flushed at most every :data:`PACKET_FLUSH_SECONDS`, not per line:
+    a drop storm brings tens of thousands of lines a second.
+    """
+
+    def __init__(
+        self,
+        out: TextIO,
+        symbols: SymbolTable,
+        *,
+        json_lines: bool = False,
+        verbose: bool = False,
+        nanoseconds: bool = False,
+        payload_encoding: str = "hex",
+        resolve_ifname: Callable[[int], str | None] | None = None,
+    ) -> None:
+        from netdm import packets
+
+        self._out = out
+        self._symbols = symbols
+        self._json = json_lines
+        self._verbose = verbose
+        self._nanoseconds = nanoseconds
+        self._payload_encoding = payload_encoding
+        self._resolve_ifname = resolve_ifname
+        self._packets = packets
+        self._last_flush = time.monotonic()
+
+    def packet(self, alert: PacketAlert) -> None:
+        """Print ``alert``; every kernel-provided string is escaped by netdm.packets."""
+        packets = self._packets
+        if self._json:
+            text = packets.packet_json_line(
+                alert,
+                resolve_ifname=self._resolve_ifname,
+                symbols=self._symbols,
+                payload_encoding=self._payload_encoding,
+            )
+        elif self._verbose:
+            text = "\n".join(
+                packets.format_packet_verbose(
+                    alert,
+                    resolve_ifname=self._resolve_ifname,
+                    symbols=self._symbols,
+                    nanoseconds=self._nanoseconds,
+                )
+            )
+        else:
+            text = packets.format_packet_line(
+                alert,
+                resolve_ifname=self._resolve_ifname,
+                symbols=self._symbols,
+                nanoseconds=self._nanoseconds,
+            )
+        self._out.write(text + "\n")
+        now = time.monotonic()
+        if now - self._last_flush >= PACKET_FLUSH_SECONDS:
+            self._out.flush()
+            self._last_flush = now

@@ -14,13 +14,15 @@ Recording and replay agree by construction: every datagram is written to the
 capture with the time the pipeline was given for it (the run's *logical*
 clock: arrival time, except that the kernel's last batches, drained after the
 end of the run, are stamped with the end).  Replay feeds the records at their
-timestamps, starts its windows where the live run started them (the last
-reply before the first alert: the START ack) and ends at the last record (the
-STOP exchange, stamped with the end), so it prints the same summaries.
+timestamps, starts its windows where the live run started them (at the ack
+of START, or at the first reply when netdm only listened) and ends at the
+last record (the STOP exchange, stamped with the end), so it prints the same
+summaries.
 """
 
 from __future__ import annotations
 
+import errno
 import signal
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -31,10 +33,10 @@ from typing import TYPE_CHECKING, Protocol
 
 from netdm.aggregate import IntervalAggregator, IntervalSummary
 from netdm.control import KernelConfig, KernelControl
-from netdm.errors import BadInputError, FamilyNotFoundError
+from netdm.errors import BadInputError, FamilyNotFoundError, KernelRequestError
 from netdm.proto import ProtocolError, decode_datagram
 from netdm.proto.constants import FAMILY_NAME, AlertMode, Cmd
-from netdm.proto.events import FamilyInfo, PacketAlert, SummaryAlert
+from netdm.proto.events import FamilyInfo, PacketAlert, StatsReply, SummaryAlert
 
 if TYPE_CHECKING:
     from netdm.capture import CaptureReader
@@ -50,6 +52,8 @@ MAX_WAIT = 0.25
 END_EPSILON_NS = 1_000_000
 # How often a capture being written is flushed to disk (and its symbols added).
 RECORD_FLUSH_SECONDS = 1.0
+# How often packet mode reads the kernel's tail-drop counters (STATS_GET).
+STATS_POLL_SECONDS = 1.0
 
 NS_PER_SECOND = 1_000_000_000
 NETLINK_GENERIC = 16
@@ -69,6 +73,9 @@ class RunTotals:
     drops: int = 0
     decode_errors: int = 0
     enobufs: int = 0
+    sw_tail_drops: int = 0
+    hw_tail_drops: int = 0
+    filtered: int = 0  # packet alerts a client-side filter left out
 
 
 class Pipeline:
@@ -79,12 +86,18 @@ class Pipeline:
         family_id: int,
         aggregator: IntervalAggregator,
         on_interval: Callable[[IntervalSummary], None],
+        *,
+        on_packet: Callable[[PacketAlert], None] | None = None,
+        packet_filter: Callable[[PacketAlert], bool] | None = None,
     ) -> None:
         self.family_id = family_id
         self._aggregator = aggregator
         self._on_interval = on_interval
+        self._on_packet = on_packet
+        self._packet_filter = packet_filter
         self.totals = RunTotals()
         self.addresses: set[int] = set()  # every drop location's pc, for a capture's symbols
+        self._kernel_stats: tuple[int, int] | None = None  # last cumulative tail drops seen
 
     def _emit(self, closed: list[IntervalSummary]) -> None:
         for summary in closed:
@@ -105,9 +118,31 @@ class Pipeline:
                 self.addresses.update(point.pc for point in event.drop_points)
                 self._emit(self._aggregator.add_summary(event, now))
             elif isinstance(event, PacketAlert):
+                if self._packet_filter is not None and not self._packet_filter(event):
+                    self.totals.filtered += 1
+                    continue
                 if event.pc:
                     self.addresses.add(event.pc)
+                if self._on_packet is not None:
+                    self._on_packet(event)
                 self._emit(self._aggregator.add_packet(event, now))
+            elif isinstance(event, StatsReply):
+                self.kernel_stats(event.sw_dropped or 0, event.hw_dropped or 0, now)
+
+    def kernel_stats(self, sw_dropped: int, hw_dropped: int, now: float) -> None:
+        """The kernel's cumulative tail-drop counters; their growth is counted as losses."""
+        previous, self._kernel_stats = self._kernel_stats, (sw_dropped, hw_dropped)
+        if previous is None:
+            return
+        sw_delta, hw_delta = sw_dropped - previous[0], hw_dropped - previous[1]
+        if sw_delta > 0 or hw_delta > 0:
+            self.totals.sw_tail_drops += max(sw_delta, 0)
+            self.totals.hw_tail_drops += max(hw_delta, 0)
+            self._emit(
+                self._aggregator.add_losses(
+                    sw_tail_drops=max(sw_delta, 0), hw_tail_drops=max(hw_delta, 0), now=now
+                )
+            )
 
     def add_losses(self, now: float, *, enobufs: int = 0) -> None:
         if enobufs:
@@ -174,6 +209,11 @@ class WatchSettings:
     count: int | None = None
     passive: bool = False
     receive_buffer: int | None = None
+    packet_mode: bool = False
+    trunc_len: int = 128
+    queue_len: int = 1000
+    software: bool = True
+    hardware: bool = False
 
     def deadline_ns(self, start_ns: int) -> int | None:
         """When the run ends by itself: after ``duration`` or ``count`` intervals."""
@@ -229,6 +269,8 @@ class LiveMonitor:
         self._last_reply_ns: int | None = None
         self._frozen_record_ns: int | None = None  # set at the end: see the module docstring
         self._last_flush = time.monotonic()
+        self._control: KernelControl | None = None  # packet mode: polled for tail drops
+        self._next_stats_poll = 0.0
 
     # ------------------------------------------------------------------ recording
 
@@ -288,14 +330,26 @@ class LiveMonitor:
                 control.describe_family(FAMILY_NAME)
             if not settings.passive:
                 self.saved_config = control.get_config()
-                if self.saved_config and self.saved_config.alert_mode != AlertMode.SUMMARY:
+                wanted = self._wanted_config()
+                if self.saved_config is not None and self.saved_config != wanted:
                     restore = self.saved_config
-                    control.set_config(alert_mode=AlertMode.SUMMARY)
+                    control.set_config(
+                        alert_mode=wanted.alert_mode,
+                        trunc_len=wanted.trunc_len,
+                        queue_len=wanted.queue_len,
+                    )
+                elif self.saved_config is None and settings.packet_mode:
+                    raise KernelRequestError(
+                        "packet mode needs a 5.4 or newer kernel; this one has no CONFIG_GET",
+                        errno.EOPNOTSUPP,
+                    )
             # Join before START so that no alert sent right after START is missed.
             events_socket.join_events()
             if not settings.passive:
-                control.start(sw=True)
+                control.start(sw=settings.software, hw=settings.hardware)
                 started = True
+            if settings.packet_mode and not settings.passive:
+                self._control = control
             start_ns = self._last_reply_ns or self._clock_ns()
             pipeline = self._pipeline_factory(events_socket.family_id, seconds(start_ns))
             self.pipeline = pipeline
@@ -303,6 +357,8 @@ class LiveMonitor:
             end_ns = self._receive_until_done(pipeline, events_socket, start_ns)
             if started and not self.stop.urgent:
                 self._drain_kernel_batches(pipeline, events_socket, end_ns)
+            self._next_stats_poll = 0.0  # the last interval's tail drops too
+            self._poll_kernel_stats(pipeline, seconds(_within(end_ns, end_ns)))
             self._frozen_record_ns = end_ns
             pipeline.finish(seconds(end_ns))
             return pipeline.totals
@@ -311,7 +367,7 @@ class LiveMonitor:
                 self._frozen_record_ns = end_ns
             try:
                 if started:
-                    control.stop(sw=True)
+                    control.stop(sw=settings.software, hw=settings.hardware)
             finally:
                 if restore is not None:
                     control.set_config(
@@ -319,6 +375,25 @@ class LiveMonitor:
                         trunc_len=restore.trunc_len,
                         queue_len=restore.queue_len,
                     )
+
+    def _wanted_config(self) -> KernelConfig:
+        """The configuration this run needs; summary mode keeps trunc/queue as found."""
+        settings = self.settings
+        if settings.packet_mode:
+            return KernelConfig(AlertMode.PACKET, settings.trunc_len, settings.queue_len)
+        assert self.saved_config is not None
+        return KernelConfig(
+            AlertMode.SUMMARY, self.saved_config.trunc_len, self.saved_config.queue_len
+        )
+
+    def _poll_kernel_stats(self, pipeline: Pipeline, now: float) -> None:
+        """Packet mode: the kernel's tail-drop counters, about once a second."""
+        if self._control is None or time.monotonic() < self._next_stats_poll:
+            return
+        self._next_stats_poll = time.monotonic() + STATS_POLL_SECONDS
+        counters = self._control.get_stats()
+        if counters is not None:
+            pipeline.kernel_stats(counters.sw_dropped, counters.hw_dropped, now)
 
     def _receive_until_done(
         self, pipeline: Pipeline, events_socket: NetlinkTransport, start_ns: int
@@ -344,6 +419,7 @@ class LiveMonitor:
             if datagram is not None:
                 self._record_event(datagram, now_ns)
                 pipeline.feed(datagram, now)
+            self._poll_kernel_stats(pipeline, now)
             pipeline.tick(now)
             self._flush_recording()
 
@@ -377,6 +453,15 @@ def _is_alert(datagram: bytes, family_id: int) -> bool:
         len(datagram) >= 20
         and int.from_bytes(datagram[4:6], "little") == family_id
         and datagram[16] in (Cmd.ALERT, Cmd.PACKET_ALERT)
+    )
+
+
+def _is_request(datagram: bytes, family_id: int, cmd: Cmd) -> bool:
+    """A request of ``family_id`` with command ``cmd``."""
+    return (
+        len(datagram) >= 20
+        and int.from_bytes(datagram[4:6], "little") == family_id
+        and datagram[16] == cmd
     )
 
 
@@ -454,21 +539,28 @@ def replay_capture(
     else:
         family_source = "given with --family-id"
     pipeline: Pipeline | None = None
-    start_ns: int | None = None  # the last reply before the first alert: the START ack
+    start_ns: int | None = None  # the live run's: the START ack, else the first reply
+    awaiting_start_ack = False
     last_ns: int | None = None
     records = 0
     with open_reader() as reader:
         for record in reader:
-            # Requests (ours, or any program's in an nlmon capture) carry no drops.
-            if record.protocol != NETLINK_GENERIC or record.outgoing:
+            if record.protocol != NETLINK_GENERIC:
+                continue
+            if record.outgoing:
+                # Requests carry no drops, but netdm's START marks where its windows begin.
+                if _is_request(record.data, family_id, Cmd.START):
+                    awaiting_start_ack = True
                 continue
             records += 1
             last_ns = record.timestamp_ns
             if pipeline is None:
-                if not _is_alert(record.data, family_id):
+                if start_ns is None or awaiting_start_ack:
                     start_ns = record.timestamp_ns
+                    awaiting_start_ack = False
+                if not _is_alert(record.data, family_id):
                     continue
-                pipeline = pipeline_factory(family_id, seconds(start_ns or last_ns))
+                pipeline = pipeline_factory(family_id, seconds(start_ns))
             pipeline.feed(record.data, seconds(record.timestamp_ns))
         bad_records = reader.bad_records
     if last_ns is None:
