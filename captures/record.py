@@ -1,6 +1,6 @@
 """Record the capture library in captures/ from a real kernel, in the project's VM.
 
-    python captures/record.py            # boots the VM, records, copies the files here
+    python captures/record.py [NAME...]  # boots the VM, records, copies the files here
     python captures/record.py --in-guest OUTDIR   # what runs inside the VM (as root)
 
 Every capture is made by a scenario function below; its note
@@ -167,15 +167,94 @@ def control_requests(out: Path) -> None:
         control.set_config(alert_mode=AlertMode.SUMMARY, trunc_len=0, queue_len=1000)
 
 
+def packet_udp_loopback(out: Path) -> None:
+    """Packet mode with truncation and drop reasons, recorded by `netdm watch -w`.
+
+    Commands (as root, in the VM):
+
+        tc qdisc add dev lo clsact
+        tc filter add dev lo ingress pref 1 handle 101 proto ip flower \\
+            dst_ip 127.0.0.2 ip_proto udp dst_port 54321 action drop
+        netdm watch --packets --trunc-len 64 --interval 2 --duration 6 \\
+            -w packet-udp-loopback.pcapng
+        # while it runs (Python; each datagram carries a 100-byte payload):
+        #   10 UDP/IPv4 datagrams to 127.0.0.1:9 (closed port: NO_SOCKET)
+        #    3 UDP/IPv6 datagrams to [::1]:9 (NO_SOCKET, and the ICMPv6 errors they cause)
+        #    5 UDP/IPv4 datagrams to 127.0.0.2:54321 (dropped by the tc rule)
+
+    A correct replay (`netdm watch --interval 2 -r packet-udp-loopback.pcapng`) prints one
+    line per dropped packet, each truncated to 64 of its 142 (IPv4) or 162 (IPv6) bytes,
+    with the reason, input interface index 1 (replay cannot name interfaces: only the
+    index travels), addresses and ports, then the interval summaries.  The live run's
+    output is packet-udp-loopback.live.txt (interface names there come from the live
+    system).  tshark decodes every packet alert the same way (tests/test_captures.py).
+    """
+    subprocess.run(["tc", "qdisc", "add", "dev", "lo", "clsact"], check=True)
+    subprocess.run(
+        [
+            "tc",
+            "filter",
+            "add",
+            "dev",
+            "lo",
+            "ingress",
+            "pref",
+            "1",
+            "handle",
+            "101",
+            "proto",
+            "ip",
+            "flower",
+            "dst_ip",
+            "127.0.0.2",
+            "ip_proto",
+            "udp",
+            "dst_port",
+            "54321",
+            "action",
+            "drop",
+        ],
+        check=True,
+    )
+    live = out / "packet-udp-loopback.live.txt"
+    netdm = start_netdm(
+        "watch",
+        "--packets",
+        "--trunc-len",
+        "64",
+        "--interval",
+        INTERVAL,
+        "--duration",
+        "6",
+        "-w",
+        str(out / "packet-udp-loopback.pcapng"),
+        stdout=live,
+    )
+    payload = bytes(range(100))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+        for _ in range(10):
+            sender.sendto(payload, ("127.0.0.1", 9))
+        for _ in range(5):
+            sender.sendto(payload, ("127.0.0.2", 54321))
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sender:
+        for _ in range(3):
+            sender.sendto(payload, ("::1", 9))
+    netdm.wait(timeout=60)
+    subprocess.run(["tc", "qdisc", "del", "dev", "lo", "clsact"], check=True)
+
+
 SCENARIOS: dict[str, Callable[[Path], None]] = {
     "summary-udp-loopback": summary_udp_loopback,
     "control-requests": control_requests,
+    "packet-udp-loopback": packet_udp_loopback,
 }
 
 
-def in_guest(out: Path) -> None:
+def in_guest(out: Path, only: list[str]) -> None:
     subprocess.run(["modprobe", "drop_monitor"], check=True)
     for name, scenario in SCENARIOS.items():
+        if only and name not in only:
+            continue
         print(f"recording {name}", flush=True)
         scenario(out)
     (out / "kernel-release").write_text(os.uname().release + "\n")
@@ -183,26 +262,31 @@ def in_guest(out: Path) -> None:
 
 def main() -> None:
     if sys.argv[1:2] == ["--in-guest"]:
-        in_guest(Path(sys.argv[2]))
+        in_guest(Path(sys.argv[2]), sys.argv[3:])
         return
+    only = sys.argv[1:]  # scenario names; all of them when none is given
     from tests.vm import harness
 
     out = REPO / ".cache" / "captures-new"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     result = harness.run_in_vm(
-        [sys.executable, str(Path(__file__).resolve()), "--in-guest", str(out)],
+        [sys.executable, str(Path(__file__).resolve()), "--in-guest", str(out), *only],
         timeout=600,
         outdir=out,
     )
     if result.returncode != 0:
-        raise SystemExit(f"recording failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+        raise SystemExit(
+            f"recording failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+        )
     for path in sorted(out.iterdir()):
         if path.suffix in (".pcapng", ".pcap") or path.name.endswith(".live.txt"):
             shutil.copy2(path, HERE / path.name)
             print(f"captures/{path.name}")
     release = (out / "kernel-release").read_text().strip()
     for name, scenario in SCENARIOS.items():
+        if only and name not in only:
+            continue
         note = HERE / f"{name}.md"
         note.write_text(
             f"# {name}\n\nRecorded from a real kernel, {release} (Debian), in the project's VM "

@@ -184,3 +184,87 @@ def test_bad_captures_give_one_sentence_and_keep_the_good_part(tmp_path: Path) -
     ethernet.write_bytes(bytes.fromhex("d4c3b2a1020004000000000000000000ffff000001000000"))
     result = netdm("watch", "-r", str(ethernet))
     assert result.returncode == 8 and "link type 1" in result.stderr
+
+
+def test_packet_capture_replay_matches_golden_and_the_live_run() -> None:
+    capture = "captures/packet-udp-loopback.pcapng"
+    text = netdm("watch", "--interval", "2", "-r", capture)
+    assert text.returncode == 0, text.stderr
+    assert text.stderr + text.stdout == (CAPTURES / "packet-udp-loopback.txt").read_text()
+    as_json = netdm("watch", "--interval", "2", "--json", "-r", capture)
+    assert as_json.stdout == (CAPTURES / "packet-udp-loopback.json").read_text()
+    # Live, interface names came from the system; a replay knows only the index.
+    live = (CAPTURES / "packet-udp-loopback.live.txt").read_text()
+    assert text.stdout == live.replace(" lo(1) ", " -(1) ")
+
+
+def _tshark_time_ns(text: str) -> int:
+    """``Nov 26, 2026 12:15:53.217291300 UTC`` → nanoseconds since the epoch."""
+    import calendar
+    import time as time_module
+
+    stamp, _, zone = text.rpartition(" ")
+    assert zone == "UTC"
+    whole, _, fraction = stamp.partition(".")
+    seconds = calendar.timegm(time_module.strptime(whole, "%b %d, %Y %H:%M:%S"))
+    return seconds * 1_000_000_000 + int(fraction.ljust(9, "0")[:9])
+
+
+@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")
+def test_wireshark_agrees_on_every_packet_alert() -> None:
+    """Both decoders, field by field, on every packet alert of a real capture."""
+    path = CAPTURES / "packet-udp-loopback.pcapng"
+    fields = [
+        "frame.number",
+        "net_dm.origin",
+        "net_dm.pc",
+        "net_dm.symbol",
+        "net_dm.port.netdev_index",
+        "net_dm.timestamp",
+        "net_dm.proto",
+        "net_dm.orig_len",
+        "ip.dst",
+        "ipv6.dst",
+        "udp.dstport",
+    ]
+    command = [
+        "tshark",
+        "-r",
+        str(path),
+        "-Y",
+        "net_dm.cmd == 5",
+        "-T",
+        "fields",
+        "-E",
+        "separator=|",
+        "-E",
+        "occurrence=f",
+    ]
+    for name in fields:
+        command += ["-e", name]
+    rows = subprocess.run(command, capture_output=True, text=True, check=True).stdout.splitlines()
+    with read_capture(path) as reader:
+        family_id, _ = find_family_id(reader)
+    with read_capture(path) as reader:
+        frames = {number: record for number, record in enumerate(reader, start=1)}
+    from netdm.headers import describe_packet
+    from netdm.proto.events import PacketAlert
+
+    assert len(rows) == 21
+    for row in rows:
+        number, origin, pc, symbol, ifindex, stamp, proto, orig_len, ip4, ip6, dport = row.split(
+            "|"
+        )
+        [alert] = decode_datagram(frames[int(number)].data, family_id)
+        assert isinstance(alert, PacketAlert)
+        headers = describe_packet(alert.proto, alert.payload or b"")
+        assert alert.origin == int(origin)
+        assert alert.pc == int(pc, 16)
+        assert alert.symbol == symbol
+        assert alert.in_port is not None and alert.in_port.ifindex == int(ifindex)
+        assert alert.timestamp_ns == _tshark_time_ns(stamp)
+        assert alert.proto == int(proto, 16)
+        assert alert.orig_len == int(orig_len)
+        assert headers.dst == (ip4 or ip6)
+        if dport:
+            assert headers.dport == int(dport)
