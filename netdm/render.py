@@ -107,6 +107,15 @@ class RunTotalsView(Protocol):
     def decode_errors(self) -> int: ...
 
     @property
+    def sw_tail_drops(self) -> int: ...
+
+    @property
+    def hw_tail_drops(self) -> int: ...
+
+    @property
+    def filtered(self) -> int: ...
+
+    @property
     def enobufs(self) -> int: ...
 
 
@@ -263,13 +272,22 @@ class TextRenderer:
                 f"Total: {_plural(totals.drops, 'packet', 'packets')} dropped"
                 f" in {_plural(totals.intervals, 'interval', 'intervals')}"
             )
-            lost = _loss_phrases(
-                LossCounts(enobufs=totals.enobufs, decode_errors=totals.decode_errors)
-            )
+            lost = _loss_phrases(_run_losses(totals))
             if lost:
                 line += f" (lost: {', '.join(lost)})"
+            if totals.filtered:
+                line += f"; {_plural(totals.filtered, 'packet', 'packets')} filtered out"
             lines.append(line)
         self._write(lines)
+
+
+def _run_losses(totals: RunTotalsView) -> LossCounts:
+    return LossCounts(
+        enobufs=totals.enobufs,
+        decode_errors=totals.decode_errors,
+        sw_tail_drops=totals.sw_tail_drops,
+        hw_tail_drops=totals.hw_tail_drops,
+    )
 
 
 def _json_text(value: str | None) -> str | None:
@@ -364,7 +382,8 @@ class JsonRenderer:
         if totals is not None:
             record["intervals"] = totals.intervals
             record["total"] = totals.drops
-            record["lost"] = {"enobufs": totals.enobufs, "decode_errors": totals.decode_errors}
+            record["lost"] = _lost_object(_run_losses(totals))
+            record["filtered"] = totals.filtered
         self._emit(record)
 
 

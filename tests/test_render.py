@@ -61,6 +61,9 @@ class Totals:
     drops: int = 0
     decode_errors: int = 0
     enobufs: int = 0
+    sw_tail_drops: int = 0
+    hw_tail_drops: int = 0
+    filtered: int = 0
 
 
 def text_renderer(*, verbose: bool = False) -> tuple[TextRenderer, io.StringIO, io.StringIO]:
@@ -301,7 +304,8 @@ def test_json_schema() -> None:
         "type": "stop",
         "intervals": 1,
         "total": 1773,
-        "lost": {"enobufs": 1, "decode_errors": 0},
+        "lost": {"enobufs": 1, "decode_errors": 0, "sw_tail_drops": 0, "hw_tail_drops": 0},
+        "filtered": 0,
     }
 
 
