@@ -573,3 +573,54 @@ def stop(hw: bool) -> None:
         except NetdmError as error:
             _fail(error)
     click.echo("drop monitoring is stopped")
+
+
+@main.command()
+def doctor() -> None:
+    """Check whether netdm can work here, and say what is missing.
+
+    Looks at the kernel's drop monitor (module, configuration, network
+    namespace), this process's capabilities for each step, the features of
+    this kernel (packet mode 5.4+, drop reasons 5.18+) and kernel symbols.
+    Exits 0 when the NET_DM family is usable, 3 when it is not.
+    """
+    import os
+
+    from netdm import diagnose
+    from netdm.errors import FamilyNotFoundError, KernelRequestError
+
+    files = diagnose.SystemFiles.running()
+    findings = [diagnose.Finding(True, f"kernel {files.release}")]
+    loaded_before = diagnose.module_loaded(files)
+    maxattr: int | None = None
+    usable = False
+    try:
+        from netdm.transport import NetlinkTransport
+
+        with NetlinkTransport(receive_buffer=64 * 1024) as transport:
+            features = transport.features
+        maxattr = features.maxattr
+        usable = True
+        how = ""
+        if not loaded_before and diagnose.module_loaded(files):
+            how = " (resolving it loaded the drop_monitor module)"
+        findings.append(
+            diagnose.Finding(
+                True,
+                f"NET_DM family id {features.family_id}, maxattr "
+                f"{features.maxattr}, commands {list(features.ops)}{how}",
+            )
+        )
+    except FamilyNotFoundError:
+        findings.append(diagnose.Finding(False, diagnose.explain_missing_family(files)))
+    except KernelRequestError as error:
+        findings.append(diagnose.Finding(False, str(error)))
+    if usable:
+        findings += diagnose.feature_findings(files.release, maxattr)
+    findings += diagnose.capability_findings(files)
+    if os.geteuid() != 0:
+        findings.append(diagnose.Finding(False, "not running as root"))
+    findings.append(diagnose.kallsyms_finding(files))
+    for finding in findings:
+        click.echo(f"{'ok     ' if finding.ok else 'problem'}  {finding.message}")
+    sys.exit(int(ExitCode.OK if usable else ExitCode.NO_FAMILY))

@@ -129,3 +129,104 @@ def explain_missing_family(files: SystemFiles | None = None) -> str:
         f"the {MODULE_NAME} module is loaded but the NET_DM family did not resolve: "
         "is netdm in the initial network namespace?"
     )
+
+
+# --------------------------------------------------------------------------- netdm doctor
+
+CAP_NET_ADMIN = 12
+CAP_SYS_ADMIN = 21
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One line of ``netdm doctor``: ``ok`` or not, and what it means."""
+
+    ok: bool
+    message: str
+
+
+def effective_capabilities(files: SystemFiles) -> int | None:
+    """This process's effective capability bits (``CapEff`` in /proc/self/status)."""
+    try:
+        status = (files.proc / "self" / "status").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("CapEff:"):
+            return int(line.split()[1], 16)
+    return None
+
+
+def kernel_version(release: str) -> tuple[int, int]:
+    """``(6, 1)`` from ``6.1.0-56-amd64``; ``(0, 0)`` when unreadable."""
+    numbers = release.split("-", 1)[0].split(".")
+    try:
+        return int(numbers[0]), int(numbers[1])
+    except (IndexError, ValueError):
+        return 0, 0
+
+
+def capability_findings(files: SystemFiles) -> list[Finding]:
+    """Which NET_DM steps this process may take, by its capabilities and the kernel version."""
+    capabilities = effective_capabilities(files)
+    if capabilities is None:
+        return [Finding(False, "cannot read this process's capabilities (/proc/self/status)")]
+    net_admin = bool(capabilities >> CAP_NET_ADMIN & 1)
+    sys_admin = bool(capabilities >> CAP_SYS_ADMIN & 1)
+    version = kernel_version(files.release)
+    findings = [
+        Finding(
+            net_admin,
+            "CAP_NET_ADMIN "
+            + ("held" if net_admin else "missing")
+            + ": needed to configure the monitor (and to start/stop it on 6.7+)",
+        ),
+    ]
+    if sys_admin:
+        findings.append(Finding(True, "CAP_SYS_ADMIN held: may join the 'events' group"))
+    else:
+        when = (
+            "this kernel needs it"
+            if version >= (6, 7)
+            else ("6.7+ and stable kernels with that change (Debian's 6.1 among them) need it")
+        )
+        findings.append(
+            Finding(
+                False, f"CAP_SYS_ADMIN missing: joining the 'events' group may be refused ({when})"
+            )
+        )
+    return findings
+
+
+def feature_findings(release: str, maxattr: int | None) -> list[Finding]:
+    """What this kernel's drop monitor can do, from the family's maxattr or the version."""
+    version = kernel_version(release)
+    packet_mode = (maxattr or 0) >= 21 if maxattr is not None else version >= (5, 4)
+    reasons = (maxattr or 0) >= 23 if maxattr is not None else version >= (5, 18)
+    return [
+        Finding(
+            packet_mode,
+            "packet mode (--packets) "
+            + ("available" if packet_mode else "needs a 5.4 or newer kernel"),
+        ),
+        Finding(
+            reasons, "drop reasons " + ("available" if reasons else "need a 5.18 or newer kernel")
+        ),
+    ]
+
+
+def kallsyms_finding(files: SystemFiles) -> Finding:
+    """Whether /proc/kallsyms gives real addresses (kernel.kptr_restrict)."""
+    try:
+        with (files.proc / "kallsyms").open(encoding="ascii", errors="replace") as kallsyms:
+            first = kallsyms.readline()
+    except OSError as error:
+        return Finding(False, f"/proc/kallsyms is not readable ({error.strerror}): raw addresses")
+    if first.startswith("0000000000000000"):
+        return Finding(
+            False,
+            "/proc/kallsyms hides addresses (kernel.kptr_restrict): drop "
+            "locations will print as raw addresses; run as root or pass "
+            "--symbols",
+        )
+    return Finding(True, "/proc/kallsyms gives addresses: drop locations get names")
