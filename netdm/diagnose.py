@@ -216,17 +216,20 @@ def feature_findings(release: str, maxattr: int | None) -> list[Finding]:
 
 
 def kallsyms_finding(files: SystemFiles) -> Finding:
-    """Whether /proc/kallsyms gives real addresses (kernel.kptr_restrict)."""
+    """Whether /proc/kallsyms gives real addresses (kernel.kptr_restrict).
+
+    Per-CPU symbols sit at address 0 even when nothing is hidden, so only a
+    file whose every address is zero means hidden.
+    """
     try:
         with (files.proc / "kallsyms").open(encoding="ascii", errors="replace") as kallsyms:
-            first = kallsyms.readline()
+            hidden = all(line.startswith("0000000000000000") for line in kallsyms)
     except OSError as error:
         return Finding(False, f"/proc/kallsyms is not readable ({error.strerror}): raw addresses")
-    if first.startswith("0000000000000000"):
+    if hidden:
         return Finding(
             False,
-            "/proc/kallsyms hides addresses (kernel.kptr_restrict): drop "
-            "locations will print as raw addresses; run as root or pass "
-            "--symbols",
+            "/proc/kallsyms hides addresses (kernel.kptr_restrict): drop locations will "
+            "print as raw addresses; run as root or pass --symbols",
         )
     return Finding(True, "/proc/kallsyms gives addresses: drop locations get names")

@@ -8,7 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from netdm.diagnose import SystemFiles, explain_missing_family, kernel_config_value
+from netdm.diagnose import (
+    SystemFiles,
+    explain_missing_family,
+    kallsyms_finding,
+    kernel_config_value,
+)
 
 RELEASE = "6.1.0-99-amd64"
 
@@ -80,3 +85,15 @@ def test_no_config_and_no_module(tmp_path: Path) -> None:
 def test_config_values_are_read(tmp_path: Path, value: str) -> None:
     files = make_tree(tmp_path, config=f"CONFIG_X=y\nCONFIG_NET_DROP_MONITOR={value}\n")
     assert kernel_config_value(files) == (value, str(files.boot / f"config-{RELEASE}"))
+
+
+def test_kallsyms_with_per_cpu_symbols_at_zero_is_not_hidden(tmp_path: Path) -> None:
+    files = make_tree(tmp_path)
+    (files.proc / "kallsyms").write_text(
+        "0000000000000000 A fixed_percpu_data\nffffffff81000000 T _text\n"
+    )
+    assert kallsyms_finding(files).ok
+    (files.proc / "kallsyms").write_text(
+        "0000000000000000 A fixed_percpu_data\n0000000000000000 T _text\n"
+    )
+    assert not kallsyms_finding(files).ok

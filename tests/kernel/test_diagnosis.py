@@ -32,6 +32,7 @@ def test_doctor_is_happy_as_root() -> None:
     result = netdm_as([], "doctor")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "ok       NET_DM family id" in result.stdout
+    assert "problem" not in result.stdout
     assert "ok       drop reasons available" in result.stdout  # 6.1 > 5.18
 
 
