@@ -143,3 +143,19 @@ def test_passive_listens_to_someone_elses_monitor(control: KernelControl) -> Non
     # Passive never stops what it did not start.
     with pytest.raises(AlreadyRunningError):
         control.start(sw=True)
+
+
+def test_closed_pipe_stops_monitoring_and_restores(control: KernelControl) -> None:
+    """`netdm watch --json | head -1`: the reader goes away, the kernel is left as found."""
+    control.set_config(alert_mode=AlertMode.PACKET, trunc_len=32, queue_len=200)
+    netdm = NetdmProcess("watch", "--json", "--interval", "0.5")
+    netdm.wait_for_line('"type":"start"')  # what `head -1` reads, then it exits
+    assert netdm.process.stdout is not None
+    netdm.process.stdout.close()
+    returncode = netdm.process.wait(timeout=60)
+    assert netdm.process.stderr is not None
+    stderr = netdm.process.stderr.read()
+    assert returncode == 0, stderr
+    assert "Traceback" not in stderr
+    assert control.get_config() == KernelConfig(AlertMode.PACKET, 32, 200)
+    control.start(sw=True)  # succeeds only because netdm stopped monitoring
