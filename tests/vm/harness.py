@@ -10,6 +10,8 @@ output and exit code come back through a second, writable 9p share.
 
 Everything downloaded or built lives in ``${NETDM_VM_CACHE:-~/.cache/netdm-vm}``;
 nothing is installed into the host's ``/boot`` and nothing is written to the repo.
+That includes netdevsim, which Debian's kernels lack and hardware-drop tests
+need: built once per kernel from Debian's linux-source/headers/kbuild packages.
 
 Usage (from the repo root, as root)::
 
@@ -638,6 +640,414 @@ def build_initramfs(kernel: Kernel) -> None:
     _write_atomic(stamp, digest.hexdigest().encode())
 
 
+# --------------------------------------------------------------------------- netdevsim
+
+# Debian builds its kernels without netdevsim (CONFIG_NETDEVSIM is not set): the
+# driver that fakes a devlink device with packet traps, the one way to make a
+# kernel report *hardware* drops without the hardware.  prepare() builds it once,
+# out of tree, from the Debian packages that match the booted kernel (source,
+# headers, kbuild), and installs it as lib/modules/<release>/updates/netdevsim.ko.
+
+# Bump when the build or its result changes: results of older recipes are redone.
+NETDEVSIM_RECIPE = 1
+NETDEVSIM_MODULE = "updates/netdevsim.ko"  # relative to lib/modules/<release>
+# Host tools the build needs besides the compiler that the headers package names.
+NETDEVSIM_BUILD_TOOLS = ("make", "binutils", "xz-utils", "tar")
+# Variables of an enclosing make or cross build that must not leak into kbuild.
+_KBUILD_UNSET = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "ARCH", "CROSS_COMPILE", "KBUILD_OUTPUT")
+_RETRY_HINT = "`python tests/vm/harness.py prepare --refresh` tries again"
+
+
+class NetdevsimUnavailable(VMError):
+    """netdevsim cannot be built for this kernel (one sentence; its tests skip with it)."""
+
+
+@dataclass(frozen=True)
+class BuildPackages:
+    """The Debian packages netdevsim is built from, all at the kernel's version."""
+
+    version: str
+    source: str  # linux-source-6.1: the (Debian-patched) source tarball
+    headers: str  # linux-headers-6.1.0-56-amd64: .config, Module.symvers, generated headers
+    common: str  # linux-headers-6.1.0-56-common: the headers proper and the top Makefile
+    kbuild: str  # linux-kbuild-6.1: scripts/ and tools/ (fixdep, modpost, objtool)
+    compiler: str  # gcc-12: the compiler Debian built the kernel with
+
+    @property
+    def debs(self) -> tuple[str, str, str, str]:
+        return (self.source, self.headers, self.common, self.kbuild)
+
+    @property
+    def series(self) -> str:
+        return self.source.removeprefix("linux-source-")
+
+
+def build_packages_from_depends(release: str, version: str, depends: str) -> BuildPackages:
+    """Name the build's packages, given the ``Depends:`` of linux-headers-<release>.
+
+    6.1: ``linux-headers-6.1.0-56-common (= 6.1.192-2), linux-kbuild-6.1 (>= 6.1.192-2),
+    linux-compiler-gcc-12-x86``; 6.12: ``..., linux-kbuild-6.12.117+deb12, gcc-12``.
+    """
+    names = re.findall(r"(?:^|[,|])\s*([a-z0-9][a-z0-9.+-]*)", depends)
+    common = next((n for n in names if re.fullmatch(r"linux-headers-.+-common", n)), None)
+    kbuild = next((n for n in names if n.startswith("linux-kbuild-")), None)
+    compilers = [m.group(1) for n in names if (m := re.search(r"(?:^|-)(gcc-\d+)(?:-|$)", n))]
+    series = re.match(r"\d+\.\d+", version)
+    if common is None or kbuild is None or series is None:
+        raise NetdevsimUnavailable(
+            f"linux-headers-{release} {version} does not name its -common headers and "
+            "kbuild packages"
+        )
+    return BuildPackages(
+        version=version,
+        source=f"linux-source-{series.group(0)}",
+        headers=f"linux-headers-{release}",
+        common=common,
+        kbuild=kbuild,
+        compiler=compilers[0] if compilers else "gcc",
+    )
+
+
+def _apt_show(*packages: str, version: str) -> str | None:
+    """``apt-cache show`` of exact versions, or None if apt lacks any of them."""
+    proc = subprocess.run(
+        ["apt-cache", "show", *(f"{package}={version}" for package in packages)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return proc.stdout if proc.returncode == 0 and proc.stdout.strip() else None
+
+
+def _resolve_build_packages(kernel: Kernel, *, updated: bool) -> BuildPackages:
+    """The packages, checked to be available from apt (after one apt-get update if not)."""
+    missing = f"linux-headers-{kernel.release}"
+    for attempt in range(2):
+        if attempt:
+            if updated:
+                break
+            _apt_update()  # the lists may predate the kernel's security update
+        shown = _apt_show(f"linux-headers-{kernel.release}", version=kernel.version)
+        if shown is None:
+            continue
+        match = re.search(r"^Depends:\s*(.*)$", shown, re.M)
+        packages = build_packages_from_depends(
+            kernel.release, kernel.version, match.group(1) if match else ""
+        )
+        others = (packages.source, packages.common, packages.kbuild)
+        if _apt_show(*others, version=kernel.version) is not None:
+            return packages
+        missing = next((p for p in others if _apt_show(p, version=kernel.version) is None), "?")
+    raise NetdevsimUnavailable(f"apt has no {missing} {kernel.version}")
+
+
+def kernel_has_netdevsim(modules_dir: Path) -> bool:
+    """True if the kernel's own modules include netdevsim (CONFIG_NETDEVSIM=m or =y)."""
+    for index in ("modules.dep", "modules.builtin"):
+        with contextlib.suppress(OSError):
+            for line in (modules_dir / index).read_text().splitlines():
+                path = line.partition(":")[0]
+                if _module_name(path) == "netdevsim" and not path.startswith("updates/"):
+                    return True
+    return False
+
+
+def fix_headers_tree(root: Path, release: str) -> Path:
+    """Make headers unpacked under `root` (instead of /) usable; return the arch headers dir.
+
+    The arch package's Makefile includes ``/usr/src/linux-headers-<abi>-common/Makefile``
+    by absolute path: that include becomes relative, which also lets the tree move.
+    Absolute ``scripts``/``tools`` symlinks (into linux-kbuild) become relative too.
+    """
+    src = root / "usr" / "src"
+    arch = src / f"linux-headers-{release}"
+    makefile = arch / "Makefile"
+    if not makefile.is_file():
+        raise NetdevsimUnavailable(f"linux-headers-{release} has no Makefile")
+
+    def include(match: re.Match[str]) -> str:
+        inside = root / match.group(2).lstrip("/")
+        if not inside.exists():
+            return match.group(0)
+        return match.group(1) + os.path.relpath(inside, arch)
+
+    text = makefile.read_text()
+    fixed = re.sub(r"(?m)^(\s*-?include\s+)(/\S+)", include, text)
+    if fixed != text:
+        makefile.write_text(fixed)
+    for tree in src.iterdir():
+        for link in (tree / "scripts", tree / "tools"):
+            if link.is_symlink() and os.readlink(link).startswith("/"):
+                target = root / os.readlink(link).lstrip("/")
+                link.unlink()
+                link.symlink_to(os.path.relpath(target, tree))
+    if not (arch / "scripts" / "Makefile.build").is_file():
+        raise NetdevsimUnavailable(
+            f"the unpacked linux-headers-{release} has no kbuild scripts (scripts/Makefile.build)"
+        )
+    return arch
+
+
+def extract_netdevsim_source(deb: Path, series: str, dest: Path, log: BinaryIO) -> None:
+    """Unpack only drivers/net/netdevsim/ of the tarball in linux-source-<series>.deb.
+
+    A pipeline, .deb -> tarball -> xz -> tar, so the 140 MB tarball never lands
+    on disk.  It still has to be decompressed whole: about 5 s with a separate
+    multi-threaded xz (Debian's tarball has several xz blocks), 9 s with tar -J.
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    top = f"linux-source-{series}"
+    member = f"{top}/drivers/net/netdevsim"
+    pipeline = (
+        ["dpkg-deb", "--fsys-tarfile", str(deb)],
+        ["tar", "-xO", "-f", "-", f"./usr/src/{top}.tar.xz"],
+        ["xz", "-dc", "-T0"],
+        ["tar", "-x", "-f", "-", "-C", str(dest), "--strip-components=4", member],
+    )
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for argv in pipeline:
+            upstream = procs[-1].stdout if procs else None
+            last = len(procs) == len(pipeline) - 1
+            procs.append(
+                subprocess.Popen(
+                    argv,
+                    stdin=upstream or subprocess.DEVNULL,
+                    stdout=log if last else subprocess.PIPE,
+                    stderr=log,
+                )
+            )
+            if upstream is not None:
+                upstream.close()  # now only the new process holds the pipe's read end
+        codes = [proc.wait() for proc in procs]
+    except FileNotFoundError as exc:
+        raise NetdevsimUnavailable(
+            f"could not extract {member}: {exc.filename} is missing"
+        ) from None
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    if any(codes) or not (dest / "Makefile").is_file():
+        raise NetdevsimUnavailable(
+            f"could not extract {member} from {deb.name} "
+            f"({', '.join(Path(a[0]).name for a in pipeline)} exited with "
+            f"{', '.join(map(str, codes))})"
+        )
+
+
+def _logged(
+    argv: Sequence[str],
+    log: BinaryIO,
+    *,
+    what: str,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> None:
+    """Run one build step with its output appended to the build log."""
+    log.write(f"$ {shlex.join(argv)}\n".encode())
+    log.flush()
+    try:
+        code = subprocess.run(
+            list(argv),
+            cwd=cwd,
+            env=None if env is None else dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            check=False,
+        ).returncode
+    except FileNotFoundError:
+        raise NetdevsimUnavailable(f"could not {what}: {argv[0]} is not installed") from None
+    if code != 0:
+        raise NetdevsimUnavailable(f"could not {what} ({Path(argv[0]).name} exited with {code})")
+
+
+def _netdevsim_dir(kernel: Kernel) -> Path:
+    return kernel.directory / "netdevsim"
+
+
+def _read_netdevsim_result(kernel: Kernel) -> dict[str, object] | None:
+    try:
+        data = json.loads((_netdevsim_dir(kernel) / "result.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("recipe") != NETDEVSIM_RECIPE:
+        return None
+    return data
+
+
+def netdevsim_unavailable_reason(kernel: Kernel) -> str | None:
+    """None if ``modprobe netdevsim`` works in the guest of `kernel`, else why not."""
+    result = _read_netdevsim_result(kernel)
+    if result is None and os.environ.get("NETDM_VM_NETDEVSIM") == "0":
+        return f"netdevsim was not built for {kernel.release} (NETDM_VM_NETDEVSIM=0)"
+    if result is None:
+        return (
+            f"netdevsim has not been built for {kernel.release}; "
+            "`python tests/vm/harness.py prepare` builds it"
+        )
+    if result.get("ok") is not True:
+        return str(result.get("error") or "netdevsim could not be built")
+    if result.get("source") == "kernel" or (kernel.modules / NETDEVSIM_MODULE).is_file():
+        return None
+    return (
+        f"netdevsim.ko is missing from {kernel.modules}; "
+        "`python tests/vm/harness.py prepare` builds it again"
+    )
+
+
+def _build_netdevsim(
+    kernel: Kernel, work: Path, log: BinaryIO, *, updated: bool
+) -> dict[str, object]:
+    """Download, unpack, build, install.  Raises NetdevsimUnavailable."""
+    seconds: dict[str, float] = {}
+    clock = time.monotonic()
+
+    def lap(step: str) -> None:
+        nonlocal clock
+        now = time.monotonic()
+        seconds[step] = round(now - clock, 1)
+        clock = now
+
+    packages = _resolve_build_packages(kernel, updated=updated)
+    tools = [packages.compiler, *NETDEVSIM_BUILD_TOOLS]
+    try:
+        ensure_host_packages(tools)
+    except VMError:
+        raise NetdevsimUnavailable(f"could not install {' '.join(tools)} with apt-get") from None
+    lap("resolve")
+
+    debs_dir = work / "debs"
+    debs_dir.mkdir()
+    wanted = [f"{name}={packages.version}" for name in packages.debs]
+    _progress(f"netdevsim: downloading {' '.join(wanted)}")
+    _logged(
+        ["apt-get", *_APT_OPTS, "download", *wanted],
+        log,
+        what=f"download {', '.join(packages.debs)} {packages.version} with apt-get",
+        cwd=debs_dir,
+        env={**os.environ, **_APT_ENV},
+    )
+    debs = {}
+    for name in packages.debs:
+        found = sorted(debs_dir.glob(f"{name}_*.deb"))
+        if not found:
+            raise NetdevsimUnavailable(f"apt-get download of {name} produced no .deb file")
+        debs[name] = found[0]
+    lap("download")
+
+    headers = work / "headers"
+    _progress("netdevsim: unpacking the headers and kbuild, extracting the netdevsim source")
+    for name in (packages.headers, packages.common, packages.kbuild):
+        _logged(["dpkg-deb", "-x", str(debs[name]), str(headers)], log, what=f"unpack {name}")
+    arch = fix_headers_tree(headers, kernel.release)
+    lap("unpack_headers")
+    src = work / "src"
+    extract_netdevsim_source(debs[packages.source], packages.series, src, log)
+    shutil.rmtree(debs_dir)  # 150 MB, the source tarball most of it
+    lap("extract_source")
+
+    _progress(f"netdevsim: compiling with {packages.compiler}")
+    env = {k: v for k, v in os.environ.items() if k not in _KBUILD_UNSET}
+    env["LC_ALL"] = "C"
+    _logged(
+        ["make", "-C", str(arch), f"M={src}", "CONFIG_NETDEVSIM=m",
+         # No BTF: it needs pahole and the kernel's vmlinux; the module loads without it.
+         "CONFIG_DEBUG_INFO_BTF_MODULES=", f"-j{os.cpu_count() or 1}", "modules"],
+        log,
+        what="compile netdevsim",
+        env=env,
+    )  # fmt: skip
+    lap("compile")
+    module = src / "netdevsim.ko"
+    modinfo = _tool("modinfo")
+    vermagic = _run([modinfo, "-F", "vermagic", str(module)], what="read netdevsim.ko").split()
+    if vermagic[:1] != [kernel.release]:
+        raise NetdevsimUnavailable(
+            f"the built netdevsim.ko is for {' '.join(vermagic[:1]) or 'no kernel'}, "
+            f"not {kernel.release}"
+        )
+    depends = _run([modinfo, "-F", "depends", str(module)], what="read netdevsim.ko").strip()
+
+    target = kernel.modules / NETDEVSIM_MODULE
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(target, module.read_bytes())
+    _progress("netdevsim: installing it and running depmod")
+    _run(
+        [_tool("depmod"), "-b", str(kernel.directory / "root"), kernel.release],
+        what=f"run depmod for {kernel.release}",
+    )
+    lap("install")
+    return {
+        "source": "built",
+        "packages": list(wanted),
+        "compiler": packages.compiler,
+        "step_seconds": seconds,
+        "module": NETDEVSIM_MODULE,
+        "depends": [d for d in depends.split(",") if d],
+    }
+
+
+def ensure_netdevsim(kernel: Kernel, *, refresh: bool = False) -> str | None:
+    """Build and install netdevsim for `kernel` unless already done; return why not, or None.
+
+    Idempotent; call it with the cache lock held (prepare() does).  A failure is
+    recorded in the cache, so that later runs skip netdevsim's tests with that
+    reason at no cost; `refresh` tries again.  Never raises for netdevsim's own
+    failures: the VM stays usable for every other test.
+    """
+    result = _read_netdevsim_result(kernel)
+    reason = netdevsim_unavailable_reason(kernel)
+    if reason is None or os.environ.get("NETDM_VM_NETDEVSIM") == "0":
+        return reason
+    if result is not None and result.get("ok") is not True and not refresh:
+        return reason  # a recorded failure
+    # Only the lock holder creates these, so any that exist were left by a killed run.
+    for stale in kernel.directory.glob(".tmp-netdevsim-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    state = _netdevsim_dir(kernel)
+    work = kernel.directory / f".tmp-netdevsim-{os.getpid()}"
+    work.mkdir()
+    started = time.monotonic()
+    try:
+        out = work / "result"
+        out.mkdir()
+        with (out / "build.log").open("wb") as log:
+            try:
+                if kernel_has_netdevsim(kernel.modules):
+                    outcome: dict[str, object] = {"source": "kernel"}
+                else:
+                    _progress(f"building netdevsim for {kernel.release} (once per kernel)")
+                    outcome = _build_netdevsim(kernel, work, log, updated=refresh)
+                outcome["ok"] = True
+            except (VMError, OSError) as exc:  # VMError: NetdevsimUnavailable, or from _run
+                why = str(exc).splitlines()[0].rstrip(":") if str(exc) else repr(exc)
+                outcome = {
+                    "ok": False,
+                    "error": (
+                        f"netdevsim could not be built for {kernel.release}: {why} "
+                        f"(log: {state / 'build.log'}); {_RETRY_HINT}"
+                    ),
+                }
+        outcome["recipe"] = NETDEVSIM_RECIPE
+        outcome["seconds"] = round(time.monotonic() - started, 1)
+        (out / "result.json").write_text(json.dumps(outcome, indent=1) + "\n")
+        if outcome["ok"] is True and (work / "headers").is_dir():
+            shutil.rmtree(kernel.directory / "headers", ignore_errors=True)
+            os.replace(work / "headers", kernel.directory / "headers")
+        shutil.rmtree(state, ignore_errors=True)
+        os.replace(out, state)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    reason = netdevsim_unavailable_reason(kernel)
+    if reason is None:
+        _progress(f"netdevsim: ready in {time.monotonic() - started:.1f}s")
+    return reason
+
+
 # --------------------------------------------------------------------------- prepare
 
 
@@ -659,7 +1069,9 @@ def prepare(*, refresh: bool = False, quiet: bool = False) -> Kernel:
     """Make sure everything the VM needs is installed, downloaded and built.  Idempotent.
 
     `refresh` re-resolves the kernel package against apt (after apt-get update);
-    otherwise the package resolved the first time stays pinned in the cache.
+    otherwise the package resolved the first time stays pinned in the cache.  It
+    also retries a netdevsim build that failed before.  netdevsim failing to build
+    is not an error here: see netdevsim_unavailable_reason().
     """
     started = time.monotonic()
     if shutil.which("apt-get") is None or shutil.which("dpkg-query") is None:
@@ -685,7 +1097,10 @@ def prepare(*, refresh: bool = False, quiet: bool = False) -> Kernel:
             kernel = _load_kernel(_kernel_dir(package, version))
             assert kernel is not None
         build_initramfs(kernel)
+        netdevsim_missing = ensure_netdevsim(kernel, refresh=refresh)
     if not quiet:
+        if netdevsim_missing:
+            _progress(f"warning: {netdevsim_missing}")
         elapsed = time.monotonic() - started
         _progress(f"ready: kernel {kernel.release} ({package} {version}) in {elapsed:.1f}s")
     return kernel
@@ -708,6 +1123,9 @@ def _guest_env(env: Mapping[str, str] | None, outdir: Path, kernel: Kernel) -> d
         "NETDM_VM_OUTDIR": str(outdir),
         "NETDM_VM_KERNEL_RELEASE": kernel.release,
     }
+    netdevsim_missing = netdevsim_unavailable_reason(kernel)
+    if netdevsim_missing:
+        result["NETDM_VM_NETDEVSIM_ERROR"] = netdevsim_missing  # the skip reason of its tests
     for name, value in os.environ.items():
         if name in PASSTHROUGH_ENV or name.startswith(PASSTHROUGH_PREFIX):
             result.setdefault(name, value)
@@ -978,6 +1396,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"release:  {kernel.release}")
             print(f"vmlinux:  {kernel.vmlinux if kernel.vmlinux.is_file() else kernel.bzimage}")
             print(f"initrd:   {kernel.initramfs}")
+            missing = netdevsim_unavailable_reason(kernel)
+            print(f"netdevsim: {missing or kernel.modules / NETDEVSIM_MODULE}")
             return 0
         args = list(ns.args)
         if args[:1] == ["--"]:
