@@ -243,7 +243,54 @@ def packet_udp_loopback(out: Path) -> None:
     subprocess.run(["tc", "qdisc", "del", "dev", "lo", "clsact"], check=True)
 
 
+def hw_netdevsim(out: Path) -> None:
+    """Hardware drops from netdevsim's devlink traps, in packet mode, recorded by
+    `netdm watch -w`.  netdevsim is built by the VM harness from Debian's sources.
+
+    Commands (as root, in the VM):
+
+        modprobe netdevsim
+        echo "1337 1" > /sys/bus/netdevsim/new_device; ip link set eth0 up  # no udev: not renamed
+        devlink trap set netdevsim/netdevsim1337 trap blackhole_route action trap
+        netdm watch --origin hw --packets --trunc-len 64 --interval 2 --duration 3 \\
+            -w hw-netdevsim.pcapng
+
+    netdevsim reports one fake UDP packet every 100 ms for each trap whose action is
+    `trap`: blackhole_route (group l3_drops, set above) and, by default, fid_miss and
+    ttl_value_is_too_small.  A correct replay shows lines such as
+    `hw:l3_drops/blackhole_route - eth0(2) IPv4 UDP ... len 64/142`, the
+    interface name coming from the kernel (hardware alerts carry it), and summaries
+    `N packets dropped by hardware trap blackhole_route`.
+    """
+    sys.path.insert(0, str(REPO / "tests" / "kernel"))
+    from conftest import create_netdevsim, delete_netdevsim
+
+    subprocess.run(["modprobe", "netdevsim"], check=True)
+    device = create_netdevsim()
+    try:
+        device.set_trap_action("blackhole_route", "trap")
+        netdm = start_netdm(
+            "watch",
+            "--origin",
+            "hw",
+            "--packets",
+            "--trunc-len",
+            "64",
+            "--interval",
+            INTERVAL,
+            "--duration",
+            "3",
+            "-w",
+            str(out / "hw-netdevsim.pcapng"),
+            stdout=out / "hw-netdevsim.live.txt",
+        )
+        netdm.wait(timeout=60)
+    finally:
+        delete_netdevsim(device.id)
+
+
 SCENARIOS: dict[str, Callable[[Path], None]] = {
+    "hw-netdevsim": hw_netdevsim,
     "summary-udp-loopback": summary_udp_loopback,
     "control-requests": control_requests,
     "packet-udp-loopback": packet_udp_loopback,

@@ -27,6 +27,7 @@ CAPTURES = REPO / "captures"
 GOLDEN = [
     ("summary-udp-loopback.pcapng", "summary-udp-loopback"),
     ("summary-udp-nlmon.pcap", "summary-udp-nlmon"),
+    ("hw-netdevsim.pcapng", "hw-netdevsim"),
 ]
 
 
@@ -268,3 +269,10 @@ def test_wireshark_agrees_on_every_packet_alert() -> None:
         assert headers.dst == (ip4 or ip6)
         if dport:
             assert headers.dport == int(dport)
+
+
+def test_hardware_capture_replays_exactly_as_the_live_run() -> None:
+    """Hardware alerts carry the interface name: nothing differs from the live output."""
+    result = netdm("watch", "--interval", "2", "-r", "captures/hw-netdevsim.pcapng")
+    assert result.stdout == (CAPTURES / "hw-netdevsim.live.txt").read_text()
+    assert "packets dropped by hardware trap blackhole_route" in result.stdout
