@@ -25,7 +25,7 @@ from __future__ import annotations
 import errno
 import signal
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import FrameType
@@ -36,6 +36,7 @@ from netdm.control import KernelConfig, KernelControl
 from netdm.errors import BadInputError, FamilyNotFoundError, KernelRequestError
 from netdm.proto import ProtocolError, decode_datagram
 from netdm.proto.constants import FAMILY_NAME, AlertMode, Cmd
+from netdm.proto.decode import DropSiteScanner
 from netdm.proto.events import FamilyInfo, PacketAlert, StatsReply, SummaryAlert
 
 if TYPE_CHECKING:
@@ -79,7 +80,14 @@ class RunTotals:
 
 
 class Pipeline:
-    """Decode datagrams, aggregate their alerts into intervals, hand intervals on."""
+    """Decode datagrams, aggregate their alerts into intervals, hand intervals on.
+
+    When nothing looks at the packets (no ``on_packet``, no ``packet_filter``,
+    the aggregator's default key), packet alerts take the lazy path: only
+    their drop sites are read from the bytes (:class:`DropSiteScanner`, proven
+    equal to the full decoder), several times faster in a drop storm.
+    ``need_packets=True`` forces full decoding.
+    """
 
     def __init__(
         self,
@@ -89,6 +97,7 @@ class Pipeline:
         *,
         on_packet: Callable[[PacketAlert], None] | None = None,
         packet_filter: Callable[[PacketAlert], bool] | None = None,
+        need_packets: bool | None = None,
     ) -> None:
         self.family_id = family_id
         self._aggregator = aggregator
@@ -98,8 +107,15 @@ class Pipeline:
         self.totals = RunTotals()
         self.addresses: set[int] = set()  # every drop location's pc, for a capture's symbols
         self._kernel_stats: tuple[int, int] | None = None  # last cumulative tail drops seen
+        packets_looked_at = on_packet is not None or packet_filter is not None
+        if need_packets is None:
+            need_packets = packets_looked_at or not aggregator.counts_drop_sites
+        elif not need_packets and (packets_looked_at or not aggregator.counts_drop_sites):
+            raise ValueError("need_packets=False, but a hook, filter or custom key needs them")
+        self.lazy = not need_packets
+        self._scan_drop_sites = DropSiteScanner(family_id).scan if self.lazy else None
 
-    def _emit(self, closed: list[IntervalSummary]) -> None:
+    def _emit(self, closed: Sequence[IntervalSummary]) -> None:
         for summary in closed:
             self.totals.intervals += 1
             self.totals.drops += summary.total
@@ -108,6 +124,16 @@ class Pipeline:
     def feed(self, datagram: bytes, now: float) -> None:
         """One datagram received at ``now`` (epoch seconds)."""
         try:
+            if self._scan_drop_sites is not None:
+                sites = self._scan_drop_sites(datagram)
+                if sites is not None:  # only packet alerts: count their drop sites
+                    for site in sites:
+                        if site.pc:
+                            self.addresses.add(site.pc)
+                        closed = self._aggregator.add_drop_site(site, now)
+                        if closed:
+                            self._emit(closed)
+                    return
             events = decode_datagram(datagram, self.family_id)
         except ProtocolError:
             self.totals.decode_errors += 1
@@ -270,7 +296,7 @@ class LiveMonitor:
         self._frozen_record_ns: int | None = None  # set at the end: see the module docstring
         self._last_flush = time.monotonic()
         self._control: KernelControl | None = None  # packet mode: polled for tail drops
-        self._next_stats_poll = 0.0
+        self._next_stats_poll = time.monotonic() + STATS_POLL_SECONDS
 
     # ------------------------------------------------------------------ recording
 
@@ -345,14 +371,19 @@ class LiveMonitor:
                     )
             # Join before START so that no alert sent right after START is missed.
             events_socket.join_events()
+            baseline = None
+            if settings.packet_mode and not settings.passive:
+                # Tail drops are cumulative since module load: count from here.
+                baseline = control.get_stats()
+                self._control = control
             if not settings.passive:
                 control.start(sw=settings.software, hw=settings.hardware)
                 started = True
-            if settings.packet_mode and not settings.passive:
-                self._control = control
             start_ns = self._last_reply_ns or self._clock_ns()
             pipeline = self._pipeline_factory(events_socket.family_id, seconds(start_ns))
             self.pipeline = pipeline
+            if baseline is not None:
+                pipeline.kernel_stats(baseline.sw_dropped, baseline.hw_dropped, seconds(start_ns))
             self._on_started()
             end_ns = self._receive_until_done(pipeline, events_socket, start_ns)
             if started and not self.stop.urgent:
@@ -457,7 +488,7 @@ def _is_alert(datagram: bytes, family_id: int) -> bool:
 
 
 def _is_request(datagram: bytes, family_id: int, cmd: Cmd) -> bool:
-    """A request of ``family_id`` with command ``cmd``."""
+    """A message of ``family_id`` with command ``cmd`` (a request, or a reply like STATS_NEW)."""
     return (
         len(datagram) >= 20
         and int.from_bytes(datagram[4:6], "little") == family_id
@@ -541,6 +572,7 @@ def replay_capture(
     pipeline: Pipeline | None = None
     start_ns: int | None = None  # the live run's: the START ack, else the first reply
     awaiting_start_ack = False
+    stats_baseline: bytes | None = None
     last_ns: int | None = None
     records = 0
     with open_reader() as reader:
@@ -558,9 +590,13 @@ def replay_capture(
                 if start_ns is None or awaiting_start_ack:
                     start_ns = record.timestamp_ns
                     awaiting_start_ack = False
+                if _is_request(record.data, family_id, Cmd.STATS_NEW):
+                    stats_baseline = record.data  # live, taken before START: see LiveMonitor
                 if not _is_alert(record.data, family_id):
                     continue
                 pipeline = pipeline_factory(family_id, seconds(start_ns))
+                if stats_baseline is not None:
+                    pipeline.feed(stats_baseline, seconds(start_ns))
             pipeline.feed(record.data, seconds(record.timestamp_ns))
         bad_records = reader.bad_records
     if last_ns is None:
