@@ -27,11 +27,12 @@ multiple of the interval.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from netdm.proto.constants import Origin
+from netdm.proto.decode import DropSite
 from netdm.proto.events import PacketAlert, SummaryAlert
 from netdm.symbols import parse_kernel_symbol
 
@@ -41,6 +42,9 @@ DEFAULT_INTERVAL = 5.0
 # Longer quiet gaps (in windows) are folded into one summary instead of one per window.
 MAX_QUIET_WINDOWS = 10_000
 MIN_INTERVAL = 0.001
+# Drop sites whose location is remembered; a storm has a few dozen, and past this the
+# memory starts over (a flood of ever-new symbols must not grow it without bound).
+MAX_REMEMBERED_SITES = 4096
 
 DropOrigin = Literal["sw", "hw"]
 
@@ -153,8 +157,8 @@ class IntervalSummary:
         return not self.entries and not self.hw_entries and not self.losses.any
 
 
-def packet_location(alert: PacketAlert, *, by_reason: bool = False) -> DropLocation:
-    """The default key of a packet alert.
+def packet_location(alert: PacketAlert | DropSite, *, by_reason: bool = False) -> DropLocation:
+    """The default key of a packet alert (or of its drop site: the same fields).
 
     Hardware alerts: the trap (name and group).  Software alerts: the function
     of the kernel's symbol string (``udp_queue_rcv_one_skb+0x3a/0x80`` counts
@@ -190,7 +194,9 @@ class IntervalAggregator:
 
     ``start`` is where the first window begins (the time monitoring started,
     or the first event of a capture).  ``key`` maps a packet alert to its
-    location (default :func:`packet_location`, with ``by_reason``).  Every
+    location (default :func:`packet_location`, with ``by_reason``, worked out
+    once per distinct :class:`~netdm.proto.decode.DropSite` when the window
+    closes; :meth:`add_drop_site` needs the default).  Every
     ``add_*`` and :meth:`tick` returns the windows that ``now`` closed, oldest
     first; :meth:`flush` ends the run.
     """
@@ -209,10 +215,17 @@ class IntervalAggregator:
             raise ValueError(f"interval must be at least {MIN_INTERVAL} s, not {interval!r}")
         self.interval = interval
         self.start = start
-        self._key = key or (lambda alert: packet_location(alert, by_reason=by_reason))
+        self._key = key  # None: packet_location(), worked out once per distinct drop site
+        self._by_reason = by_reason
+        # Whether add_drop_site() may be used: a custom key may look at the packet.
+        self.counts_drop_sites = key is None
         self._window = 0  # index of the open window
+        self._open_from, self._open_until = self.open_window  # for tick's quick test
         self._sw: dict[DropLocation, int] = {}
         self._hw: dict[DropLocation, int] = {}
+        # Packet alerts counted by drop site; turned into locations when the window closes.
+        self._sites: dict[DropSite, int] = {}
+        self._site_locations: dict[DropSite, DropLocation] = {}
         self._losses = LossCounts()
         self._finished = False
 
@@ -229,7 +242,21 @@ class IntervalAggregator:
             index += 1
         return index
 
+    def _count_sites(self) -> None:
+        """Move the open window's drop-site counts to its location counts."""
+        locations = self._site_locations
+        if len(locations) > MAX_REMEMBERED_SITES:
+            locations.clear()
+        for site, count in self._sites.items():
+            location = locations.get(site)
+            if location is None:
+                location = locations[site] = packet_location(site, by_reason=self._by_reason)
+            self._count(self._hw if location.origin == "hw" else self._sw, location, count)
+        self._sites = {}
+
     def _close_open_window(self, end: float, *, partial: bool = False) -> IntervalSummary:
+        if self._sites:
+            self._count_sites()
         summary = IntervalSummary(
             start=self._window_start(self._window),
             end=end,
@@ -256,6 +283,8 @@ class IntervalAggregator:
         same sequence.  Only a gap longer than ``MAX_QUIET_WINDOWS`` windows
         (a capture paused for days) is folded into one quiet summary.
         """
+        if self._open_from <= now < self._open_until:  # the usual case, and the hot path
+            return []
         if self._finished:
             raise RuntimeError("the aggregator was flushed; make a new one")
         _check_time("now", now)
@@ -272,6 +301,7 @@ class IntervalAggregator:
                 IntervalSummary(start=self._window_start(quiet_end), end=self._window_start(target))
             )
         self._window = target
+        self._open_from, self._open_until = self.open_window
         return closed
 
     def add_summary(self, alert: SummaryAlert, now: float) -> list[IntervalSummary]:
@@ -286,8 +316,20 @@ class IntervalAggregator:
     def add_packet(self, alert: PacketAlert, now: float) -> list[IntervalSummary]:
         """Count one dropped packet at ``now``, under its key."""
         closed = self.tick(now)
-        location = self._key(alert)
-        self._count(self._hw if location.origin == "hw" else self._sw, location, 1)
+        if self._key is None:  # counted as add_drop_site() counts
+            site = DropSite.of(alert)
+            self._sites[site] = self._sites.get(site, 0) + 1
+        else:
+            location = self._key(alert)
+            self._count(self._hw if location.origin == "hw" else self._sw, location, 1)
+        return closed
+
+    def add_drop_site(self, site: DropSite, now: float) -> Sequence[IntervalSummary]:
+        """:meth:`add_packet` for an alert's drop site alone (only with the default key)."""
+        # tick()'s own first test, inlined: this runs once per packet in a drop storm.
+        closed = () if self._open_from <= now < self._open_until else self.tick(now)
+        sites = self._sites
+        sites[site] = sites.get(site, 0) + 1
         return closed
 
     def add_losses(
@@ -326,6 +368,9 @@ class IntervalAggregator:
             raise RuntimeError("the aggregator was already flushed")
         _check_time("now", now)
         self._finished = True
+        self._open_from = self._open_until = math.nan  # tick() must take the slow path: it raises
+        if self._sites:
+            self._count_sites()
         window_start, window_end = self.open_window
         end = max(window_start, min(now, window_end))
         if end == window_start and not self._sw and not self._hw and not self._losses.any:

@@ -487,7 +487,7 @@ def _is_alert(datagram: bytes, family_id: int) -> bool:
     )
 
 
-def _is_request(datagram: bytes, family_id: int, cmd: Cmd) -> bool:
+def _is_net_dm_command(datagram: bytes, family_id: int, cmd: Cmd) -> bool:
     """A message of ``family_id`` with command ``cmd`` (a request, or a reply like STATS_NEW)."""
     return (
         len(datagram) >= 20
@@ -581,7 +581,7 @@ def replay_capture(
                 continue
             if record.outgoing:
                 # Requests carry no drops, but netdm's START marks where its windows begin.
-                if _is_request(record.data, family_id, Cmd.START):
+                if _is_net_dm_command(record.data, family_id, Cmd.START):
                     awaiting_start_ack = True
                 continue
             records += 1
@@ -590,7 +590,7 @@ def replay_capture(
                 if start_ns is None or awaiting_start_ack:
                     start_ns = record.timestamp_ns
                     awaiting_start_ack = False
-                if _is_request(record.data, family_id, Cmd.STATS_NEW):
+                if _is_net_dm_command(record.data, family_id, Cmd.STATS_NEW):
                     stats_baseline = record.data  # live, taken before START: see LiveMonitor
                 if not _is_alert(record.data, family_id):
                     continue

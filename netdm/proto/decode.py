@@ -33,7 +33,7 @@ import dataclasses
 import struct
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from netdm.proto.constants import (
     GENL_ID_CTRL,
@@ -108,7 +108,7 @@ class _Layout:
     readers: Mapping[int, tuple[int, Reader] | None]  # type -> (argument index, reader)
     unknown_index: int | None  # where unknown attributes go, if the event keeps them
     repeated: bool = False
-    fallback: tuple[int, Reader] = _UNKNOWN
+    fallback: tuple[int, Reader] | None = _UNKNOWN  # None: unknown types are skipped
 
 
 def _layout(
@@ -118,6 +118,7 @@ def _layout(
     *,
     repeated: bool = False,
     fallback: Reader | None = None,
+    skip_unknown: bool = False,
 ) -> _Layout:
     return _Layout(
         defaults=tuple(defaults) or (None,) * len(names),
@@ -127,7 +128,7 @@ def _layout(
         },
         unknown_index=names.index("unknown_attributes") if "unknown_attributes" in names else None,
         repeated=repeated,
-        fallback=_UNKNOWN if fallback is None else (0, fallback),
+        fallback=None if skip_unknown else _UNKNOWN if fallback is None else (0, fallback),
     )
 
 
@@ -307,24 +308,22 @@ _SUMMARY_ALERT = _event_layout(
         Attr.PAD: None,
     },
 )
-_PACKET_ALERT = _event_layout(
-    PacketAlert,
-    {
-        Attr.ORIGIN: ("origin", _u16),
-        Attr.PC: ("pc", _u64),
-        Attr.SYMBOL: ("symbol", _string),
-        Attr.REASON: ("reason", _string),
-        Attr.IN_PORT: ("in_port", _in_port),
-        Attr.TIMESTAMP: ("timestamp_ns", _u64),
-        Attr.PROTO: ("proto", _u16),
-        Attr.PAYLOAD: ("payload", _binary),
-        Attr.ORIG_LEN: ("orig_len", _u32),
-        Attr.HW_TRAP_GROUP_NAME: ("hw_trap_group_name", _string),
-        Attr.HW_TRAP_NAME: ("hw_trap_name", _string),
-        Attr.FLOW_ACTION_COOKIE: ("flow_action_cookie", _binary),
-        Attr.PAD: None,
-    },
-)
+_PACKET_ALERT_READERS: ReaderTable = {
+    Attr.ORIGIN: ("origin", _u16),
+    Attr.PC: ("pc", _u64),
+    Attr.SYMBOL: ("symbol", _string),
+    Attr.REASON: ("reason", _string),
+    Attr.IN_PORT: ("in_port", _in_port),
+    Attr.TIMESTAMP: ("timestamp_ns", _u64),
+    Attr.PROTO: ("proto", _u16),
+    Attr.PAYLOAD: ("payload", _binary),
+    Attr.ORIG_LEN: ("orig_len", _u32),
+    Attr.HW_TRAP_GROUP_NAME: ("hw_trap_group_name", _string),
+    Attr.HW_TRAP_NAME: ("hw_trap_name", _string),
+    Attr.FLOW_ACTION_COOKIE: ("flow_action_cookie", _binary),
+    Attr.PAD: None,
+}
+_PACKET_ALERT = _event_layout(PacketAlert, _PACKET_ALERT_READERS)
 _CONFIG_READERS: ReaderTable = {
     Attr.ALERT_MODE: ("alert_mode", _u8),
     Attr.TRUNC_LEN: ("trunc_len", _u32),
@@ -589,3 +588,225 @@ def decode_message(data: bytes | bytearray | memoryview, family_id: int) -> Even
     if len(events) != 1:
         raise ProtocolError(f"expected one netlink message, found {len(events)}", 0)
     return events[0]
+
+
+# --------------------------------------------------------------------------- drop sites
+
+
+class DropSite(NamedTuple):
+    """A packet alert without its packet: what a summary counts it by.
+
+    The fields are :class:`PacketAlert`'s of the same names, decoded by the
+    same readers.  A named tuple, because it is built and hashed in C.
+    """
+
+    origin: int = 0
+    pc: int | None = None
+    symbol: str | None = None
+    reason: str | None = None
+    hw_trap_group_name: str | None = None
+    hw_trap_name: str | None = None
+
+    @classmethod
+    def of(cls, alert: PacketAlert) -> DropSite:
+        """The drop site of a fully decoded alert."""
+        return cls(
+            alert.origin,
+            alert.pc,
+            alert.symbol,
+            alert.reason,
+            alert.hw_trap_group_name,
+            alert.hw_trap_name,
+        )
+
+
+_CHECKED = "checked"  # the throwaway slot for values read only because reading can fail
+
+
+def _drop_site_readers() -> ReaderTable:
+    """The packet-alert table cut down to a drop site, failing where the full one fails.
+
+    A drop site's values are read as the full decoder reads them.  Other values
+    are still read, into a throwaway slot, when reading can fail (a u64 of the
+    wrong size, a malformed IN_PORT nest); binary values cannot fail and are
+    skipped like PAD, and so are unknown types (kept raw, never an error).
+    """
+    readers: dict[int, tuple[str, Reader] | None] = {}
+    for kind, entry in _PACKET_ALERT_READERS.items():
+        if entry is None or entry[0] in DropSite._fields:
+            readers[kind] = entry
+        elif entry[1] is _binary:
+            readers[kind] = None
+        else:
+            readers[kind] = (_CHECKED, entry[1])
+    return readers
+
+
+_DROP_SITE = _layout(
+    [*DropSite._fields, _CHECKED],
+    _drop_site_readers(),
+    [*DropSite._field_defaults.values(), None],
+    skip_unknown=True,
+)
+_DROP_SITE_WIDTH = len(DropSite._fields)
+# Attribute types whose values make up a drop site (all others' values are never looked at).
+_DROP_SITE_KINDS = frozenset(
+    kind
+    for kind, entry in _PACKET_ALERT_READERS.items()
+    if entry is not None and entry[0] in DropSite._fields
+)
+_NLMSG_LEN_TYPE = struct.Struct("<IH")
+
+
+def scan_drop_sites(
+    data: bytes | bytearray | memoryview, family_id: int
+) -> tuple[DropSite, ...] | None:
+    """The drop sites of a datagram of packet alerts, without decoding the packets.
+
+    ``None`` as soon as a message is not a NET_DM ``PACKET_ALERT`` (decode such
+    a datagram with :func:`decode_datagram`).  Otherwise the result is
+    ``tuple(map(DropSite.of, decode_datagram(data, family_id)))``, and
+    :class:`ProtocolError` is raised exactly when, and at the offset where,
+    :func:`decode_datagram` raises it: the same framing checks, and the same
+    attribute walk with the cut-down table above (the property tests in
+    ``tests/proto/test_lazy_decode.py`` hold both to it).
+    """
+    if not isinstance(data, bytes):
+        data = bytes(data)
+    sites = []
+    size = len(data)
+    offset = 0
+    while offset < size:
+        if size - offset < NLMSG_HDRLEN:
+            raise ProtocolError("trailing bytes shorter than a netlink header", offset)
+        length, nl_type = _NLMSG_LEN_TYPE.unpack_from(data, offset)
+        if length < NLMSG_HDRLEN:
+            raise ProtocolError(f"nlmsg_len {length} is shorter than the header", offset)
+        end = offset + length
+        if end > size:
+            raise ProtocolError(f"nlmsg_len {length} runs past the end of the datagram", offset)
+        if nl_type != family_id or nl_type <= GENL_ID_CTRL:
+            return None
+        if length < _GENL_MESSAGE_MIN:
+            raise ProtocolError("generic netlink message without a genlmsghdr", offset)
+        if data[offset + NLMSG_HDRLEN] != Cmd.PACKET_ALERT:
+            return None
+        arguments = _collect(data, offset + _GENL_MESSAGE_MIN, end, _DROP_SITE)
+        sites.append(DropSite._make(arguments[:_DROP_SITE_WIDTH]))
+        offset += (length + 3) & ~3
+    return tuple(sites)
+
+
+def _skip_unread_values(
+    data: bytes, start: int, end: int, skipped: list[tuple[int, int]], *, nested: bool
+) -> None:
+    """Add to ``skipped`` the value bytes of ``data[start:end]`` no decision depends on.
+
+    That is every value but a drop site's (inside IN_PORT: every value), and
+    all attribute padding; headers are never skipped.  ``data`` is valid.
+    """
+    position = start
+    while position < end:
+        length, nla_type = _NLATTR.unpack_from(data, position)
+        kind = nla_type & NLA_TYPE_MASK
+        value_end = position + length
+        following = position + ((length + 3) & ~3)
+        if False:
+            _skip_unread_values(data, position + 4, value_end, skipped, nested=True)
+        elif nested or kind not in _DROP_SITE_KINDS:
+            skipped.append((position + 4, value_end))
+        skipped.append((value_end, following))
+        position = following
+
+
+def _shape_format(data: bytes) -> str:
+    """The struct format picking a valid datagram's *shape* bytes; see :class:`DropSiteScanner`.
+
+    Every byte is kept ('s') except flags, seq and port id, the genl version and
+    reserved bytes, the values no drop site is made of, and padding ('x').
+    """
+    skipped: list[tuple[int, int]] = []
+    size = len(data)
+    offset = 0
+    while offset < size:
+        length = _U32.unpack_from(data, offset)[0]
+        end = offset + length
+        following = min(offset + ((length + 3) & ~3), size)
+        skipped.append((offset + 6, offset + NLMSG_HDRLEN))
+        skipped.append((offset + NLMSG_HDRLEN + 1, offset + _GENL_MESSAGE_MIN))
+        _skip_unread_values(data, offset + _GENL_MESSAGE_MIN, end, skipped, nested=False)
+        skipped.append((end, following))
+        offset = following
+    parts = ["<"]
+    kept_from = skipped_from = 0  # the current run of kept bytes, of skipped bytes
+    for start, stop in skipped:
+        if stop > start:
+            if start > kept_from:  # a run of kept bytes ends at ``start``
+                if kept_from > skipped_from:
+                    parts.append(f"{kept_from - skipped_from}x")
+                parts.append(f"{start - kept_from}s")
+                skipped_from = start
+            kept_from = stop
+    if size > kept_from:
+        if kept_from > skipped_from:
+            parts.append(f"{kept_from - skipped_from}x")
+        parts.append(f"{size - kept_from}s")
+    return "".join(parts)
+
+
+# How many datagram shapes a DropSiteScanner remembers before it starts over: a storm has a
+# few dozen; the bound keeps a stream of ever-new ones (random pcs, say) from growing memory.
+MAX_REMEMBERED_SHAPES = 1024
+
+_Shape = tuple[struct.Struct, dict[tuple[bytes, ...], tuple[DropSite, ...]]]
+
+
+class DropSiteScanner:
+    """:func:`scan_drop_sites`, remembering the datagrams it has seen.
+
+    A drop storm is the same few messages over and over, differing only in
+    bytes no drop site is made of: timestamp, packet, input interface.  The
+    first datagram of a kind is scanned in full and, if it holds only packet
+    alerts, its *shape* is remembered with its drop sites: the bytes every
+    decision of that scan depended on (message lengths and types, genl
+    commands, every attribute header, nested ones included) and the values
+    the drop sites were read from.  A later datagram of the same length with
+    the same shape bytes is walked through the same headers at the same
+    offsets, step by step, so it is exactly as valid and has the same drop
+    sites: it costs one ``unpack_from`` and one dict lookup.  Anything else
+    (another length or shape, a summary alert, damage) is scanned in full.
+    """
+
+    def __init__(self, family_id: int) -> None:
+        self.family_id = family_id
+        self._shapes: dict[int, list[_Shape]] = {}  # by datagram length
+        self._formats: dict[str, _Shape] = {}
+        self._remembered = 0
+
+    def scan(self, data: bytes | bytearray | memoryview) -> tuple[DropSite, ...] | None:
+        """Exactly :func:`scan_drop_sites` ``(data, family_id)``."""
+        for shape, known in self._shapes.get(len(data), ()):
+            sites = known.get(shape.unpack_from(data))
+            if sites is not None:
+                return sites
+        return self._scan_and_remember(data)
+
+    def _scan_and_remember(
+        self, data: bytes | bytearray | memoryview
+    ) -> tuple[DropSite, ...] | None:
+        data = bytes(data)
+        sites = scan_drop_sites(data, self.family_id)
+        if not sites:
+            return sites
+        if self._remembered >= MAX_REMEMBERED_SHAPES:
+            self._shapes.clear()
+            self._formats.clear()
+            self._remembered = 0
+        shape_format = _shape_format(data)
+        shape = self._formats.get(shape_format)
+        if shape is None:
+            shape = self._formats[shape_format] = (struct.Struct(shape_format), {})
+            self._shapes.setdefault(len(data), []).append(shape)
+        shape[1][shape[0].unpack_from(data)] = sites
+        self._remembered += 1
+        return sites
