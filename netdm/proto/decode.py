@@ -20,9 +20,13 @@ construct definition reports: the start of the innermost attribute (or of the
 message) that is malformed.  The property tests in ``tests/proto`` check both
 decoders against each other on generated and mutated datagrams.
 
-The reader tables are the seam for lazier consumers: a packet-alert table that
-names only ORIGIN, PC, SYMBOL and REASON (and skips the rest like PAD) would
-decode a drop site without copying the payload.
+The reader tables are also the seam of the lazy summary path (the end of this
+module): :func:`scan_drop_sites` walks packet alerts with a cut-down table that
+reads only what a summary counts by (a :class:`DropSite`) and checks, without
+keeping, whatever could make the full decoder fail; :class:`DropSiteScanner`
+then remembers the *shape* of each datagram it scanned, so that the next one
+shaped alike costs one ``unpack_from`` and one dict lookup.  The property tests
+in ``tests/proto/test_lazy_decode.py`` hold both to :func:`decode_datagram`.
 
 Byte order: host order, little-endian (see :mod:`netdm.proto.schema`).
 """
@@ -700,65 +704,60 @@ def scan_drop_sites(
 def _skip_unread_values(
     data: bytes, start: int, end: int, skipped: list[tuple[int, int]], *, nested: bool
 ) -> None:
-    """Add to ``skipped`` the value bytes of ``data[start:end]`` no decision depends on.
+    """Add to ``skipped`` the spans of ``data[start:end]`` holding values no drop site has.
 
-    That is every value but a drop site's (inside IN_PORT: every value), and
-    all attribute padding; headers are never skipped.  ``data`` is valid.
+    Every value but a drop site's (inside IN_PORT: every value).  ``data`` is valid.
     """
     position = start
     while position < end:
         length, nla_type = _NLATTR.unpack_from(data, position)
         kind = nla_type & NLA_TYPE_MASK
-        value_end = position + length
-        following = position + ((length + 3) & ~3)
-        if False:
-            _skip_unread_values(data, position + 4, value_end, skipped, nested=True)
+        if not nested and kind == Attr.IN_PORT:
+            _skip_unread_values(data, position + 4, position + length, skipped, nested=True)
         elif nested or kind not in _DROP_SITE_KINDS:
-            skipped.append((position + 4, value_end))
-        skipped.append((value_end, following))
-        position = following
+            skipped.append((position + 4, position + length))
+        position += (length + 3) & ~3
 
 
 def _shape_format(data: bytes) -> str:
-    """The struct format picking a valid datagram's *shape* bytes; see :class:`DropSiteScanner`.
+    """The struct format of a valid datagram's *shape*; see :class:`DropSiteScanner`.
 
-    Every byte is kept ('s') except flags, seq and port id, the genl version and
-    reserved bytes, the values no drop site is made of, and padding ('x').
+    It keeps ('s') every byte but the values no drop site is made of ('x'):
+    headers, a drop site's values, and also the bytes no decision depends on
+    that the kernel always sends the same (flags, seq and port id, the genl
+    version, padding), because fewer and longer fields unpack faster.
     """
     skipped: list[tuple[int, int]] = []
-    size = len(data)
     offset = 0
-    while offset < size:
+    while offset < len(data):
         length = _U32.unpack_from(data, offset)[0]
-        end = offset + length
-        following = min(offset + ((length + 3) & ~3), size)
-        skipped.append((offset + 6, offset + NLMSG_HDRLEN))
-        skipped.append((offset + NLMSG_HDRLEN + 1, offset + _GENL_MESSAGE_MIN))
-        _skip_unread_values(data, offset + _GENL_MESSAGE_MIN, end, skipped, nested=False)
-        skipped.append((end, following))
-        offset = following
+        _skip_unread_values(
+            data, offset + _GENL_MESSAGE_MIN, offset + length, skipped, nested=False
+        )
+        offset += (length + 3) & ~3
     parts = ["<"]
-    kept_from = skipped_from = 0  # the current run of kept bytes, of skipped bytes
+    kept_from = 0
     for start, stop in skipped:
         if stop > start:
-            if start > kept_from:  # a run of kept bytes ends at ``start``
-                if kept_from > skipped_from:
-                    parts.append(f"{kept_from - skipped_from}x")
+            if start > kept_from:
                 parts.append(f"{start - kept_from}s")
-                skipped_from = start
+            parts.append(f"{stop - start}x")
             kept_from = stop
-    if size > kept_from:
-        if kept_from > skipped_from:
-            parts.append(f"{kept_from - skipped_from}x")
-        parts.append(f"{size - kept_from}s")
+    if len(data) > kept_from:
+        parts.append(f"{len(data) - kept_from}s")
+    else:
+        parts.pop()  # skipped bytes at the end need no unpacking
     return "".join(parts)
 
 
-# How many datagram shapes a DropSiteScanner remembers before it starts over: a storm has a
-# few dozen; the bound keeps a stream of ever-new ones (random pcs, say) from growing memory.
+# How many datagram shapes a DropSiteScanner remembers (a storm has a few dozen; a stream of
+# ever-new ones, like whole packets of every length, is not worth remembering), and after
+# how many datagrams scanned in full it starts over once it is full.
 MAX_REMEMBERED_SHAPES = 1024
+FORGET_AFTER_MISSES = 65536
 
-_Shape = tuple[struct.Struct, dict[tuple[bytes, ...], tuple[DropSite, ...]]]
+# A struct picking a datagram layout's shape bytes, and the drop sites of the shapes seen.
+_ShapeLayout = tuple[struct.Struct, dict[tuple[bytes, ...], tuple[DropSite, ...]]]
 
 
 class DropSiteScanner:
@@ -769,26 +768,41 @@ class DropSiteScanner:
     first datagram of a kind is scanned in full and, if it holds only packet
     alerts, its *shape* is remembered with its drop sites: the bytes every
     decision of that scan depended on (message lengths and types, genl
-    commands, every attribute header, nested ones included) and the values
-    the drop sites were read from.  A later datagram of the same length with
+    commands, every attribute header, nested ones included), the values the
+    drop sites were read from, and a few bytes the kernel always sends alike
+    (see :func:`_shape_format`).  A later datagram of the same length with
     the same shape bytes is walked through the same headers at the same
     offsets, step by step, so it is exactly as valid and has the same drop
     sites: it costs one ``unpack_from`` and one dict lookup.  Anything else
     (another length or shape, a summary alert, damage) is scanned in full.
+
+    Memory is bounded: once :data:`MAX_REMEMBERED_SHAPES` are remembered no
+    more are learnt (learning costs about one full decode, wasted on a stream
+    that does not repeat itself) until :data:`FORGET_AFTER_MISSES` datagrams
+    later were scanned in full; then it forgets them all and starts over.
     """
 
     def __init__(self, family_id: int) -> None:
         self.family_id = family_id
-        self._shapes: dict[int, list[_Shape]] = {}  # by datagram length
-        self._formats: dict[str, _Shape] = {}
+        self._layouts_by_length: dict[int, list[_ShapeLayout]] = {}  # the last used first
+        self._layouts: dict[str, _ShapeLayout] = {}  # by struct format
         self._remembered = 0
+        self._misses_while_full = 0
 
     def scan(self, data: bytes | bytearray | memoryview) -> tuple[DropSite, ...] | None:
         """Exactly :func:`scan_drop_sites` ``(data, family_id)``."""
-        for shape, known in self._shapes.get(len(data), ()):
+        layouts = self._layouts_by_length.get(len(data))
+        if layouts is not None:
+            shape, known = layouts[0]
             sites = known.get(shape.unpack_from(data))
             if sites is not None:
                 return sites
+            for index in range(1, len(layouts)):
+                shape, known = layouts[index]
+                sites = known.get(shape.unpack_from(data))
+                if sites is not None:
+                    layouts.insert(0, layouts.pop(index))  # interleaved sites: the busiest first
+                    return sites
         return self._scan_and_remember(data)
 
     def _scan_and_remember(
@@ -799,14 +813,18 @@ class DropSiteScanner:
         if not sites:
             return sites
         if self._remembered >= MAX_REMEMBERED_SHAPES:
-            self._shapes.clear()
-            self._formats.clear()
-            self._remembered = 0
+            self._misses_while_full += 1
+            if self._misses_while_full < FORGET_AFTER_MISSES:
+                return sites
+            self._layouts_by_length.clear()
+            self._layouts.clear()
+            self._remembered = self._misses_while_full = 0
         shape_format = _shape_format(data)
-        shape = self._formats.get(shape_format)
-        if shape is None:
-            shape = self._formats[shape_format] = (struct.Struct(shape_format), {})
-            self._shapes.setdefault(len(data), []).append(shape)
-        shape[1][shape[0].unpack_from(data)] = sites
+        layout = self._layouts.get(shape_format)
+        if layout is None:
+            layout = self._layouts[shape_format] = (struct.Struct(shape_format), {})
+            self._layouts_by_length.setdefault(len(data), []).insert(0, layout)
+        shape, known = layout
+        known[shape.unpack_from(data)] = sites
         self._remembered += 1
         return sites
