@@ -189,58 +189,34 @@ def packet_udp_loopback(out: Path) -> None:
     output is packet-udp-loopback.live.txt (interface names there come from the live
     system).  tshark decodes every packet alert the same way (tests/test_captures.py).
     """
-    subprocess.run(["tc", "qdisc", "add", "dev", "lo", "clsact"], check=True)
-    subprocess.run(
-        [
-            "tc",
-            "filter",
-            "add",
-            "dev",
-            "lo",
-            "ingress",
-            "pref",
-            "1",
-            "handle",
-            "101",
-            "proto",
-            "ip",
-            "flower",
-            "dst_ip",
-            "127.0.0.2",
-            "ip_proto",
-            "udp",
-            "dst_port",
-            "54321",
-            "action",
-            "drop",
-        ],
-        check=True,
-    )
-    live = out / "packet-udp-loopback.live.txt"
-    netdm = start_netdm(
-        "watch",
-        "--packets",
-        "--trunc-len",
-        "64",
-        "--interval",
-        INTERVAL,
-        "--duration",
-        "6",
-        "-w",
-        str(out / "packet-udp-loopback.pcapng"),
-        stdout=live,
-    )
-    payload = bytes(range(100))
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
-        for _ in range(10):
-            sender.sendto(payload, ("127.0.0.1", 9))
-        for _ in range(5):
-            sender.sendto(payload, ("127.0.0.2", 54321))
-    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sender:
-        for _ in range(3):
-            sender.sendto(payload, ("::1", 9))
-    netdm.wait(timeout=60)
-    subprocess.run(["tc", "qdisc", "del", "dev", "lo", "clsact"], check=True)
+    sys.path.insert(0, str(REPO / "tests" / "kernel"))
+    from kernel_helpers import TC_DROP_ADDRESS, tc_drop_rule_on_loopback
+
+    with tc_drop_rule_on_loopback():
+        live = out / "packet-udp-loopback.live.txt"
+        netdm = start_netdm(
+            "watch",
+            "--packets",
+            "--trunc-len",
+            "64",
+            "--interval",
+            INTERVAL,
+            "--duration",
+            "6",
+            "-w",
+            str(out / "packet-udp-loopback.pcapng"),
+            stdout=live,
+        )
+        payload = bytes(range(100))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+            for _ in range(10):
+                sender.sendto(payload, ("127.0.0.1", 9))
+            for _ in range(5):
+                sender.sendto(payload, TC_DROP_ADDRESS)
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sender:
+            for _ in range(3):
+                sender.sendto(payload, ("::1", 9))
+        netdm.wait(timeout=60)
 
 
 def hw_netdevsim(out: Path) -> None:

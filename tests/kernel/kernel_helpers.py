@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from netdm.control import KernelConfig, KernelControl
@@ -112,3 +113,45 @@ def drops_at(lines: list[str], function: str) -> int:
             if line.endswith(suffix):
                 total += int(line[: -len(suffix)])
     return total
+
+
+# Datagrams to this address and port are dropped by a tc flower rule on loopback's
+# ingress (as the kernel selftest drop_monitor_tests.sh does on a dummy device).
+TC_DROP_ADDRESS = ("127.0.0.2", 54321)
+
+
+@contextmanager
+def tc_drop_rule_on_loopback() -> Iterator[None]:
+    """A clsact qdisc on lo with a flower rule dropping UDP to TC_DROP_ADDRESS; removed after."""
+    address, port = TC_DROP_ADDRESS
+    subprocess.run(["tc", "qdisc", "add", "dev", "lo", "clsact"], check=True)
+    try:
+        subprocess.run(
+            [
+                "tc",
+                "filter",
+                "add",
+                "dev",
+                "lo",
+                "ingress",
+                "pref",
+                "1",
+                "handle",
+                "101",
+                "proto",
+                "ip",
+                "flower",
+                "dst_ip",
+                address,
+                "ip_proto",
+                "udp",
+                "dst_port",
+                str(port),
+                "action",
+                "drop",
+            ],
+            check=True,
+        )
+        yield
+    finally:
+        subprocess.run(["tc", "qdisc", "del", "dev", "lo", "clsact"], check=False)

@@ -17,7 +17,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from kernel_helpers import DEFAULT_CONFIG, NetdmProcess, kernel_control
+from kernel_helpers import (
+    DEFAULT_CONFIG,
+    NetdmProcess,
+    kernel_control,
+    tc_drop_rule_on_loopback,
+)
 
 from netdm.control import KernelConfig, KernelControl
 from netdm.proto.constants import AlertMode
@@ -97,37 +102,8 @@ def test_udp_drops_arrive_decoded_and_truncated(control: KernelControl) -> None:
 def tc_drop_on_loopback() -> Iterator[None]:
     if shutil.which("tc") is None:
         pytest.skip("tc (iproute2) is not installed")
-    subprocess.run(["tc", "qdisc", "add", "dev", "lo", "clsact"], check=True)
-    try:
-        subprocess.run(
-            [
-                "tc",
-                "filter",
-                "add",
-                "dev",
-                "lo",
-                "ingress",
-                "pref",
-                "1",
-                "handle",
-                "101",
-                "proto",
-                "ip",
-                "flower",
-                "dst_ip",
-                "127.0.0.2",
-                "ip_proto",
-                "udp",
-                "dst_port",
-                "54321",
-                "action",
-                "drop",
-            ],
-            check=True,
-        )
+    with tc_drop_rule_on_loopback():
         yield
-    finally:
-        subprocess.run(["tc", "qdisc", "del", "dev", "lo", "clsact"], check=False)
 
 
 @pytest.mark.usefixtures("tc_drop_on_loopback")
