@@ -104,19 +104,27 @@ class LossCounts:
     more notifications, how many is unknown).  ``decode_errors``: messages
     that could not be decoded.  ``sw_tail_drops`` / ``hw_tail_drops``:
     packets the kernel's per-CPU queues dropped in packet mode (deltas of
-    ``NET_DM_ATTR_STATS`` / ``HW_STATS``).  The units differ, so there is no
-    total.
+    ``NET_DM_ATTR_STATS`` / ``HW_STATS``).  ``tracefs_lost``: drop events
+    the tracepoint source's ring buffers had no room for.  The units differ,
+    so there is no total.
     """
 
     enobufs: int = 0
     decode_errors: int = 0
     sw_tail_drops: int = 0
     hw_tail_drops: int = 0
+    tracefs_lost: int = 0
 
     @property
     def any(self) -> bool:
         """Whether anything at all was lost."""
-        return bool(self.enobufs or self.decode_errors or self.sw_tail_drops or self.hw_tail_drops)
+        return bool(
+            self.enobufs
+            or self.decode_errors
+            or self.sw_tail_drops
+            or self.hw_tail_drops
+            or self.tracefs_lost
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,10 +347,11 @@ class IntervalAggregator:
         decode_errors: int = 0,
         sw_tail_drops: int = 0,
         hw_tail_drops: int = 0,
+        tracefs_lost: int = 0,
         now: float,
     ) -> list[IntervalSummary]:
         """Record what was lost at ``now``: see :class:`LossCounts` for the meanings."""
-        counts = (enobufs, decode_errors, sw_tail_drops, hw_tail_drops)
+        counts = (enobufs, decode_errors, sw_tail_drops, hw_tail_drops, tracefs_lost)
         if min(counts) < 0:
             raise ValueError(f"loss counts cannot be negative: {counts}")
         closed = self.tick(now)
@@ -352,6 +361,7 @@ class IntervalAggregator:
             decode_errors=losses.decode_errors + decode_errors,
             sw_tail_drops=losses.sw_tail_drops + sw_tail_drops,
             hw_tail_drops=losses.hw_tail_drops + hw_tail_drops,
+            tracefs_lost=losses.tracefs_lost + tracefs_lost,
         )
         return closed
 

@@ -21,6 +21,7 @@ from netdm import __version__
 from netdm.errors import ExitCode, NetdmError
 
 if TYPE_CHECKING:
+    from netdm.capture import CaptureReader
     from netdm.control import KernelControl
     from netdm.proto.events import PacketAlert
     from netdm.render import Renderer
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 EXIT_CODES_HELP = """
 \b
 Exit codes:
-  0  success          3  no NET_DM family here     6  configuration busy
+  0  success          3  no drop source here       6  configuration busy
   1  other error      4  permission denied         7  kernel refused a request
   2  bad usage        5  monitor already running   8  undecodable input
 """
@@ -92,6 +93,24 @@ class WatchOptions:
     locations: tuple[str, ...]
     interfaces: tuple[str, ...]
     protocols: tuple[str, ...]
+    source: str
+
+    def net_dm_only_options(self) -> list[str]:
+        """The options given that only the NET_DM source can honour."""
+        given = {
+            "--packets": self.packets,
+            "--passive": self.passive,
+            f"--origin {self.origin}": self.origin != "sw",
+            "--rcvbuf": self.rcvbuf,
+            "--pcap": self.pcap,
+            "--write-packets": self.write_packets,
+            "--reason": self.reasons,
+            "--exclude-reason": self.exclude_reasons,
+            "--location": self.locations,
+            "--interface": self.interfaces,
+            "--protocol": self.protocols,
+        }
+        return [name for name, value in given.items() if value]
 
     def check(self) -> None:
         """Combinations that make no sense are usage errors (exit 2)."""
@@ -112,6 +131,13 @@ class WatchOptions:
                     raise click.UsageError(f"{name} goes with -r")
         if self.pcap and self.write_file is None:
             raise click.UsageError("--pcap goes with -w")
+        if self.source == "tracepoint" and self.read_file is None:
+            unsupported = self.net_dm_only_options()
+            if unsupported:
+                raise click.UsageError(
+                    f"{', '.join(unsupported)}: only with the NET_DM source; the skb:kfree_skb "
+                    "tracepoint gives drop locations and reasons, not packets"
+                )
         if self.passive and self.packets:
             raise click.UsageError(
                 "--passive configures nothing: the kernel's current mode decides what arrives"
@@ -239,6 +265,14 @@ PACKET_OPTION_HELP = "Packet mode (--packets) and replays of packet-mode capture
 @click.option(
     "--protocol", "protocols", multiple=True, help="Only ipv4, ipv6, arp, tcp, udp, icmp, ..."
 )
+@click.option(
+    "--source",
+    type=click.Choice(["auto", "netdm", "tracepoint"]),
+    default="auto",
+    show_default=True,
+    help="Where drops come from: the NET_DM drop monitor, the skb:kfree_skb tracepoint "
+    "(kernels without NET_DM; summaries only), or auto: NET_DM if the kernel has it.",
+)
 def watch(**raw_options: Any) -> None:
     """Report where packets are dropped, every INTERVAL seconds.
 
@@ -261,6 +295,11 @@ def watch(**raw_options: Any) -> None:
 
     With -r FILE the same output comes from a recorded capture, on the
     capture's own clock, with the symbols the capture carries.
+
+    Kernels built without the drop monitor (CONFIG_NET_DROP_MONITOR) still
+    have the skb:kfree_skb tracepoint that it hooks: --source auto (the
+    default) falls back to it, in a tracefs instance of netdm's own, and says
+    so on the first line.  Summaries, --by-reason, --json and -w work alike.
     """
     options = WatchOptions(**raw_options)
     options.check()
@@ -410,11 +449,22 @@ def _load_symbols(symbols_file: str | None, read_file: str | None) -> SymbolTabl
 
 def _replay(options: WatchOptions, new_pipeline: PipelineFactory, renderer: Renderer) -> RunTotals:
     from netdm.capture import read_capture
+    from netdm.render import CAPTURE_SOURCE
     from netdm.session import replay_capture
 
     read_file = options.read_file
     assert read_file is not None
-    renderer.start()
+    renderer.start(CAPTURE_SOURCE)
+    with read_capture(read_file, keep_going=options.keep_going) as reader:
+        if _is_tracepoint_capture(reader):
+            from netdm.tracepoint.monitor import replay_tracepoint_capture
+
+            result = replay_tracepoint_capture(reader, new_pipeline)
+            if result.bad_records:
+                renderer.notice(
+                    f"{read_file}: skipped {result.bad_records} damaged records (--keep-going)"
+                )
+            return result.totals
     result = replay_capture(
         lambda: read_capture(read_file, keep_going=options.keep_going),
         new_pipeline,
@@ -425,7 +475,96 @@ def _replay(options: WatchOptions, new_pipeline: PipelineFactory, renderer: Rend
     return result.totals
 
 
+def _is_tracepoint_capture(reader: CaptureReader) -> bool:
+    from netdm.capture.read import tracepoint_format_of
+
+    return any(
+        tracepoint_format_of(interface) is not None
+        for section in reader.info.sections
+        for interface in section.interfaces
+    )
+
+
 def _watch_live(
+    options: WatchOptions, new_pipeline: PipelineFactory, renderer: Renderer, symbols: SymbolTable
+) -> RunTotals:
+    """NET_DM, or the tracepoint: as --source says, auto falling back when NET_DM is missing."""
+    from netdm.errors import FamilyNotFoundError
+
+    if options.source == "tracepoint":
+        return _watch_tracepoint(options, new_pipeline, renderer, symbols, net_dm_missing=None)
+    try:
+        return _watch_net_dm(options, new_pipeline, renderer, symbols)
+    except FamilyNotFoundError as error:
+        if options.source != "auto":
+            raise
+        unsupported = options.net_dm_only_options()
+        if unsupported:
+            raise FamilyNotFoundError(
+                f"{error} ({', '.join(unsupported)} need NET_DM; without them netdm would "
+                "fall back to the skb:kfree_skb tracepoint)"
+            ) from None
+        return _watch_tracepoint(
+            options, new_pipeline, renderer, symbols, net_dm_missing=str(error)
+        )
+
+
+def _watch_tracepoint(
+    options: WatchOptions,
+    new_pipeline: PipelineFactory,
+    renderer: Renderer,
+    symbols: SymbolTable,
+    *,
+    net_dm_missing: str | None,
+) -> RunTotals:
+    from netdm.render import DropSource
+    from netdm.session import WatchSettings
+    from netdm.tracepoint.monitor import TracepointMonitor, TracepointRecorder
+    from netdm.tracepoint.tracefs import TracepointUnavailableError
+
+    settings = WatchSettings(
+        interval=options.interval, duration=options.duration, count=options.count
+    )
+    note = "skb:kfree_skb tracepoint"
+    if net_dm_missing is not None:
+        note += "; NET_DM is not available"
+
+    def started() -> None:
+        renderer.start(DropSource("tracepoint", note))
+        if net_dm_missing is not None:
+            renderer.notice(f"using the skb:kfree_skb tracepoint: {net_dm_missing}")
+
+    open_recorder = None
+    write_file = options.write_file
+    if write_file is not None:
+        import os
+        import socket
+
+        from netdm.capture import CaptureWriter
+
+        def open_recorder(event_format: str) -> TracepointRecorder:
+            return CaptureWriter.open(
+                write_file,
+                kernel_release=os.uname().release,
+                hostname=socket.gethostname(),
+                application=f"netdm {__version__}",
+                tracepoint_format=event_format,
+            )
+
+    monitor = TracepointMonitor(
+        settings, new_pipeline, started, open_recorder=open_recorder, symbols=symbols
+    )
+    try:
+        return monitor.run()
+    except TracepointUnavailableError as error:
+        if net_dm_missing is None:
+            raise
+        raise TracepointUnavailableError(
+            f"no drop source here: {net_dm_missing}; and {error}"
+        ) from None
+
+
+def _watch_net_dm(
     options: WatchOptions, new_pipeline: PipelineFactory, renderer: Renderer, symbols: SymbolTable
 ) -> RunTotals:
     from netdm.session import LiveMonitor, WatchSettings

@@ -32,7 +32,7 @@ print as ``0xffffffff81abcdef``.  "1 packet" is singular.
 
 JSON lines (:class:`JsonRenderer`), one object per line, ASCII only::
 
-    {"type":"start","symbols":"/proc/kallsyms (121851 text symbols)"}
+    {"type":"start","version":1,"source":"netdm","symbols":"/proc/kallsyms (121851 text symbols)"}
     {"type":"notice","message":"addresses in /proc/kallsyms are hidden ..."}
     {"type":"interval",
      "start":"2020-11-16T23:26:46.000+00:00","end":"2020-11-16T23:26:51.000+00:00",
@@ -40,9 +40,14 @@ JSON lines (:class:`JsonRenderer`), one object per line, ASCII only::
      "entries":[{"origin":"sw","address":"0xffffffff81a2c3ea","symbol":"unix_stream_recvmsg",
                  "offset":26,"module":null,"reason":null,"count":1762}],
      "hw_entries":[{"origin":"hw","trap":"blackhole_route","trap_group":null,"count":7}],
-     "lost":{"enobufs":0,"decode_errors":0,"sw_tail_drops":0,"hw_tail_drops":0},
+     "lost":{"enobufs":0,"decode_errors":0,"sw_tail_drops":0,"hw_tail_drops":0,
+             "tracefs_lost":0},
      "total":1769}
-    {"type":"stop","intervals":3,"total":1776,"lost":{"enobufs":0,"decode_errors":0}}
+    {"type":"stop","intervals":3,"total":1776,"lost":{...},"filtered":0}
+
+* ``version``: the output schema's version (docs/json.md); ``source``: where
+  the drops come from: ``netdm`` (the NET_DM drop monitor), ``tracepoint``
+  (``skb:kfree_skb`` through tracefs) or ``capture`` (a replay).
 
 * ``start``/``end``: ISO 8601 with the time zone (UTC unless told otherwise),
   millisecond precision; ``start_epoch``/``end_epoch``: the same as float
@@ -68,8 +73,9 @@ import json
 import sys
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime, timezone, tzinfo
-from typing import Any, Protocol, TextIO
+from typing import Any, Literal, Protocol, TextIO
 
 from netdm.aggregate import DropCount, IntervalSummary, LossCounts
 from netdm.proto.events import PacketAlert
@@ -78,7 +84,11 @@ from netdm.textsafe import escape_for_terminal, replace_invalid_text
 
 __all__ = [
     "BANNER",
+    "CAPTURE_SOURCE",
     "CLOSING_LINE",
+    "JSON_SCHEMA_VERSION",
+    "NET_DM_SOURCE",
+    "DropSource",
     "JsonRenderer",
     "Renderer",
     "RunTotalsView",
@@ -89,6 +99,23 @@ __all__ = [
 ]
 
 BANNER = "Monitoring for dropped packets"
+JSON_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class DropSource:
+    """Where a run's drops come from, for the first line of output.
+
+    ``kind`` is what JSON says (``netdm``, ``tracepoint``, ``capture``);
+    ``banner_note``, when set, follows the text banner in parentheses.
+    """
+
+    kind: Literal["netdm", "tracepoint", "capture"]
+    banner_note: str | None = None
+
+
+NET_DM_SOURCE = DropSource("netdm")
+CAPTURE_SOURCE = DropSource("capture")
 CLOSING_LINE = "Stopping dropped packet monitor"
 TIMESTAMP_FORMAT = "%a %b %d %H:%M:%S %Y"
 UNKNOWN_LOCATION = "(unknown location)"
@@ -118,11 +145,14 @@ class RunTotalsView(Protocol):
     @property
     def enobufs(self) -> int: ...
 
+    @property
+    def tracefs_lost(self) -> int: ...
+
 
 class Renderer(Protocol):
     """The calls a session makes on its output."""
 
-    def start(self) -> None: ...
+    def start(self, source: DropSource = ...) -> None: ...
 
     def interval(self, summary: IntervalSummary) -> None: ...
 
@@ -158,6 +188,10 @@ def _loss_phrases(losses: LossCounts) -> list[str]:
         phrases.append(f"some notifications (socket buffer overflowed {overflows})")
     if losses.decode_errors:
         phrases.append(_plural(losses.decode_errors, "undecodable message", "undecodable messages"))
+    if losses.tracefs_lost:
+        phrases.append(
+            f"{_plural(losses.tracefs_lost, 'drop event', 'drop events')} (tracefs buffer full)"
+        )
     return phrases
 
 
@@ -194,9 +228,10 @@ class TextRenderer:
         self._out.write("".join(f"{line}\n" for line in lines))
         self._out.flush()
 
-    def start(self) -> None:
-        """The banner line."""
-        self._write([BANNER])
+    def start(self, source: DropSource = NET_DM_SOURCE) -> None:
+        """The banner line, with the source when it is not the classic one."""
+        note = source.banner_note
+        self._write([BANNER if note is None else f"{BANNER} ({escape_for_terminal(note)})"])
 
     def _software_label(self, entry: DropCount) -> str:
         location = entry.location
@@ -287,6 +322,7 @@ def _run_losses(totals: RunTotalsView) -> LossCounts:
         decode_errors=totals.decode_errors,
         sw_tail_drops=totals.sw_tail_drops,
         hw_tail_drops=totals.hw_tail_drops,
+        tracefs_lost=totals.tracefs_lost,
     )
 
 
@@ -300,6 +336,7 @@ def _lost_object(losses: LossCounts) -> dict[str, int]:
         "decode_errors": losses.decode_errors,
         "sw_tail_drops": losses.sw_tail_drops,
         "hw_tail_drops": losses.hw_tail_drops,
+        "tracefs_lost": losses.tracefs_lost,
     }
 
 
@@ -323,9 +360,16 @@ class JsonRenderer:
     def _iso(self, epoch: float) -> str:
         return datetime.fromtimestamp(epoch, self._tz).isoformat(timespec="milliseconds")
 
-    def start(self) -> None:
-        """``{"type":"start","symbols":...}``: where names come from."""
-        self._emit({"type": "start", "symbols": _json_text(self._symbols.source_description)})
+    def start(self, source: DropSource = NET_DM_SOURCE) -> None:
+        """``{"type":"start","version":1,"source":...,"symbols":...}``."""
+        self._emit(
+            {
+                "type": "start",
+                "version": JSON_SCHEMA_VERSION,
+                "source": source.kind,
+                "symbols": _json_text(self._symbols.source_description),
+            }
+        )
 
     def _software_entry(self, entry: DropCount) -> dict[str, Any]:
         location = entry.location

@@ -36,7 +36,7 @@ from netdm.control import KernelConfig, KernelControl
 from netdm.errors import BadInputError, FamilyNotFoundError, KernelRequestError
 from netdm.proto import ProtocolError, decode_datagram
 from netdm.proto.constants import FAMILY_NAME, AlertMode, Cmd
-from netdm.proto.decode import DropSiteScanner
+from netdm.proto.decode import DropSite, DropSiteScanner
 from netdm.proto.events import FamilyInfo, PacketAlert, StatsReply, SummaryAlert
 
 if TYPE_CHECKING:
@@ -76,6 +76,7 @@ class RunTotals:
     enobufs: int = 0
     sw_tail_drops: int = 0
     hw_tail_drops: int = 0
+    tracefs_lost: int = 0  # tracepoint source: events its ring buffers had no room for
     filtered: int = 0  # packet alerts a client-side filter left out
 
 
@@ -155,6 +156,17 @@ class Pipeline:
             elif isinstance(event, StatsReply):
                 self.kernel_stats(event.sw_dropped or 0, event.hw_dropped or 0, now)
 
+    def feed_drop_sites(self, sites: Iterable[DropSite], now: float) -> None:
+        """Drops that arrive already as drop sites (the tracepoint source), all at ``now``."""
+        add_drop_site = self._aggregator.add_drop_site
+        addresses = self.addresses
+        for site in sites:
+            if site.pc:
+                addresses.add(site.pc)
+            closed = add_drop_site(site, now)
+            if closed:
+                self._emit(closed)
+
     def kernel_stats(self, sw_dropped: int, hw_dropped: int, now: float) -> None:
         """The kernel's cumulative tail-drop counters; their growth is counted as losses."""
         previous, self._kernel_stats = self._kernel_stats, (sw_dropped, hw_dropped)
@@ -170,10 +182,21 @@ class Pipeline:
                 )
             )
 
-    def add_losses(self, now: float, *, enobufs: int = 0) -> None:
-        if enobufs:
+    def add_losses(
+        self, now: float, *, enobufs: int = 0, decode_errors: int = 0, tracefs_lost: int = 0
+    ) -> None:
+        if enobufs or decode_errors or tracefs_lost:
             self.totals.enobufs += enobufs
-            self._emit(self._aggregator.add_losses(enobufs=enobufs, now=now))
+            self.totals.decode_errors += decode_errors
+            self.totals.tracefs_lost += tracefs_lost
+            self._emit(
+                self._aggregator.add_losses(
+                    enobufs=enobufs,
+                    decode_errors=decode_errors,
+                    tracefs_lost=tracefs_lost,
+                    now=now,
+                )
+            )
 
     def tick(self, now: float) -> None:
         self._emit(self._aggregator.tick(now))
@@ -389,7 +412,7 @@ class LiveMonitor:
             if started and not self.stop.urgent:
                 self._drain_kernel_batches(pipeline, events_socket, end_ns)
             self._next_stats_poll = 0.0  # the last interval's tail drops too
-            self._poll_kernel_stats(pipeline, seconds(_within(end_ns, end_ns)))
+            self._poll_kernel_stats(pipeline, seconds(within_run(end_ns, end_ns)))
             self._frozen_record_ns = end_ns
             pipeline.finish(seconds(end_ns))
             return pipeline.totals
@@ -442,7 +465,7 @@ class LiveMonitor:
             if deadline_ns is not None:
                 wait = min(wait, seconds(deadline_ns - now_ns))
             datagram = events_socket.receive(wait)
-            now_ns = _within(self._clock_ns(), deadline_ns)
+            now_ns = within_run(self._clock_ns(), deadline_ns)
             now = seconds(now_ns)
             if events_socket.losses.enobufs != enobufs_seen:
                 pipeline.add_losses(now, enobufs=events_socket.losses.enobufs - enobufs_seen)
@@ -459,7 +482,7 @@ class LiveMonitor:
     ) -> None:
         """Take the batches the kernel still holds into the last interval."""
         grace_end = time.monotonic() + KERNEL_BATCH_GRACE
-        last_instant_ns = _within(end_ns, end_ns)
+        last_instant_ns = within_run(end_ns, end_ns)
         while not self.stop.urgent:
             remaining = grace_end - time.monotonic()
             if remaining <= 0:
@@ -470,7 +493,7 @@ class LiveMonitor:
                 pipeline.feed(datagram, seconds(last_instant_ns))
 
 
-def _within(now_ns: int, end_ns: int | None) -> int:
+def within_run(now_ns: int, end_ns: int | None) -> int:
     """``now_ns``, but inside the run: a time at ``end_ns`` would open a new interval."""
     return now_ns if end_ns is None or now_ns < end_ns else end_ns - END_EPSILON_NS
 
@@ -604,6 +627,6 @@ def replay_capture(
     if pipeline is None:
         pipeline = pipeline_factory(family_id, seconds(start_ns or last_ns))
     # As the live run did: windows closed just before the end, then the last one at the end.
-    pipeline.tick(seconds(_within(last_ns, last_ns)))
+    pipeline.tick(seconds(within_run(last_ns, last_ns)))
     pipeline.finish(seconds(last_ns))
     return ReplayResult(pipeline.totals, family_id, family_source, records, bad_records)

@@ -63,6 +63,7 @@ class Totals:
     enobufs: int = 0
     sw_tail_drops: int = 0
     hw_tail_drops: int = 0
+    tracefs_lost: int = 0
     filtered: int = 0
 
 
@@ -249,7 +250,12 @@ def test_json_schema() -> None:
     text = out.getvalue()
     assert text.isascii()
     records = [json.loads(line) for line in text.splitlines()]
-    assert records[0] == {"type": "start", "symbols": "/proc/kallsyms (6 text symbols)"}
+    assert records[0] == {
+        "type": "start",
+        "version": 1,
+        "source": "netdm",
+        "symbols": "/proc/kallsyms (6 text symbols)",
+    }
     assert records[1] == {"type": "notice", "message": "hello"}
     assert records[2] == {
         "type": "interval",
@@ -297,14 +303,26 @@ def test_json_schema() -> None:
             },
         ],
         "hw_entries": [{"origin": "hw", "trap": "blackhole_route", "trap_group": None, "count": 7}],
-        "lost": {"enobufs": 1, "decode_errors": 0, "sw_tail_drops": 0, "hw_tail_drops": 0},
+        "lost": {
+            "enobufs": 1,
+            "decode_errors": 0,
+            "sw_tail_drops": 0,
+            "hw_tail_drops": 0,
+            "tracefs_lost": 0,
+        },
         "total": 1773,
     }
     assert records[3] == {
         "type": "stop",
         "intervals": 1,
         "total": 1773,
-        "lost": {"enobufs": 1, "decode_errors": 0, "sw_tail_drops": 0, "hw_tail_drops": 0},
+        "lost": {
+            "enobufs": 1,
+            "decode_errors": 0,
+            "sw_tail_drops": 0,
+            "hw_tail_drops": 0,
+            "tracefs_lost": 0,
+        },
         "filtered": 0,
     }
 

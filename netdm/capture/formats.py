@@ -68,6 +68,7 @@ IF_HARDWARE = 15
 EPB_FLAGS = 2  # also pack_flags of the obsolete Packet Block
 ISB_STARTTIME = 2
 ISB_ENDTIME = 3
+ISB_IFDROP = 5
 OPTION_VALUE_MAX = 0xFFFF  # an option's length is a u16
 
 # epb_flags bits 0-1: inbound/outbound direction (0 = not available).
@@ -99,12 +100,28 @@ MAX_PLAUSIBLE_BLOCK = 16 * 1024 * 1024
 SYMBOLS_COMMENT_MARK = "netdm-kallsyms 1\n"
 SYMBOLS_SIDE_FILE_SUFFIX = ".symbols"
 
+# --------------------------------------------------------------------------- tracepoint captures
+# The skb:kfree_skb tracepoint source writes its records (the kernel's binary event
+# records, as read from the ring buffer) on an interface of the first "user" link type,
+# marked by an if comment that starts with this line and holds the event's tracefs
+# format file, so a replay decodes with the recording kernel's layout and reason names.
+# Lost events travel as the cumulative isb_ifdrop of Interface Statistics Blocks.
+# docs/captures.md describes the format.
+LINKTYPE_USER0 = 147
+TRACEPOINT_FORMAT_MARK = "netdm-tracepoint 1\n"
+TRACEPOINT_INTERFACE_DESCRIPTION = "skb:kfree_skb tracepoint records (netdm)"
+# CaptureRecord.protocol of what a tracepoint interface holds: outside the 16-bit range
+# of netlink protocol numbers, so never taken for a netlink datagram.
+RECORD_TRACEPOINT = 0x1_0000
+RECORD_TRACEPOINT_LOST = 0x1_0001
+
 LINKTYPE_NAMES = {
     0: "BSD loopback",
     1: "Ethernet",
     101: "raw IP",
     105: "IEEE 802.11",
     113: "Linux cooked v1",
+    147: "user 0",
     127: "IEEE 802.11 radiotap",
     195: "IEEE 802.15.4",
     220: "Linux USB",

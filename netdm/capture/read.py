@@ -63,9 +63,11 @@ from netdm.capture.formats import (
     IF_OS,
     IF_TSOFFSET,
     IF_TSRESOL,
+    ISB_IFDROP,
     ISB_MIN_LEN,
     LAYOUTS,
     LINKTYPE_NETLINK,
+    LINKTYPE_USER0,
     MAX_PLAUSIBLE_BLOCK,
     MAX_SNAPLEN,
     NLMSG_HDRLEN,
@@ -78,6 +80,8 @@ from netdm.capture.formats import (
     PCAP_MAGIC_MICROSECONDS,
     PCAP_MAGIC_NANOSECONDS,
     PCAP_RECORD_HEADER_LEN,
+    RECORD_TRACEPOINT,
+    RECORD_TRACEPOINT_LOST,
     SHB_HARDWARE,
     SHB_MIN_LEN,
     SHB_OS,
@@ -85,6 +89,7 @@ from netdm.capture.formats import (
     SPB_MIN_LEN,
     SYMBOLS_COMMENT_MARK,
     SYMBOLS_SIDE_FILE_SUFFIX,
+    TRACEPOINT_FORMAT_MARK,
     ByteOrder,
     CaptureFormat,
     Layouts,
@@ -338,7 +343,15 @@ def _parse_options(
 class _Section:
     """Per-section state of the pcapng walk."""
 
-    __slots__ = ("info", "layouts", "interfaces", "request_index", "has_netlink", "last_ns")
+    __slots__ = (
+        "info",
+        "layouts",
+        "interfaces",
+        "request_index",
+        "has_netlink",
+        "tracepoint_interfaces",
+        "last_ns",
+    )
 
     def __init__(self, info: SectionInfo) -> None:
         self.info = info
@@ -346,8 +359,17 @@ class _Section:
         # Per interface: (is netlink, snaplen limit, multiplier, divisor, offset ns).
         self.interfaces: list[tuple[bool, int, int, int, int]] = []
         self.request_index = 6 if info.byte_order == "little" else 7  # NLM_F_REQUEST's byte
-        self.has_netlink = False
+        self.has_netlink = False  # or tracepoint records: something netdm reads
+        self.tracepoint_interfaces: set[int] = set()  # ids of netdm tracepoint interfaces
         self.last_ns = 0
+
+
+def tracepoint_format_of(interface: InterfaceInfo) -> str | None:
+    """The tracefs format file a netdm tracepoint interface carries, else None."""
+    for comment in interface.comments:
+        if comment.startswith(TRACEPOINT_FORMAT_MARK):
+            return comment[len(TRACEPOINT_FORMAT_MARK) :]
+    return None
 
 
 def _interface_clock(interface: InterfaceInfo) -> tuple[int, int, int]:
@@ -895,7 +917,9 @@ class CaptureReader:
             if block_type == BLOCK_IDB:
                 self._interface(buf, pos, length, base, section)
             elif block_type == BLOCK_ISB:
-                self._statistics(buf, pos, length, base, section)
+                lost = self._statistics(buf, pos, length, base, section)
+                if lost is not None and packets:
+                    yield lost
             elif block_type in PACKET_BLOCKS and packets:
                 record = self._packet(buf, pos, length, base, block_type, section, last_ns)
                 if record is not None:
@@ -1006,6 +1030,9 @@ class CaptureReader:
         # Registered even when its options are damaged: the records after it refer to it.
         section.info.interfaces.append(interface)
         is_netlink = linktype == LINKTYPE_NETLINK
+        if linktype == LINKTYPE_USER0 and tracepoint_format_of(interface) is not None:
+            section.tracepoint_interfaces.add(len(section.interfaces))
+            section.has_netlink = True
         section.has_netlink = section.has_netlink or is_netlink
         section.interfaces.append(
             (is_netlink, snaplen or MAX_SNAPLEN, *_interface_clock(interface))
@@ -1013,19 +1040,36 @@ class CaptureReader:
         if bad:
             self._problem(offset, f"has a corrupt block at offset {offset}: {bad}")
 
-    def _statistics(self, buf: bytes, pos: int, length: int, base: int, section: _Section) -> None:
+    def _statistics(
+        self, buf: bytes, pos: int, length: int, base: int, section: _Section
+    ) -> CaptureRecord | None:
+        """Symbols from an ISB's comments; a tracepoint interface's lost events as a record."""
         offset = base + pos
         if length < ISB_MIN_LEN:
             self._problem(offset, self._too_short(offset, length, BLOCK_ISB))
-            return
+            return None
         options, bad = _parse_options(buf, pos + 20, pos + length - 4, section.layouts)
+        lost: bytes | None = None
         for code, value in options:
             if code == OPT_COMMENT:
                 text = value.decode("utf-8", errors="replace")
                 if text.startswith(SYMBOLS_COMMENT_MARK):
                     self.info.symbols += text[len(SYMBOLS_COMMENT_MARK) :]
+            elif code == ISB_IFDROP and len(value) == 8:
+                lost = value
         if bad:
             self._problem(offset, f"has a corrupt block at offset {offset}: {bad}")
+            return None
+        interface_id, high, low = section.layouts.isb_fixed.unpack_from(buf, pos + 8)
+        if lost is None or interface_id not in section.tracepoint_interfaces:
+            return None
+        _, _, multiplier, divisor, offset_ns = section.interfaces[interface_id]
+        timestamp = ((high << 32) | low) * multiplier // divisor + offset_ns
+        count = int.from_bytes(lost, section.info.byte_order)
+        # data: the cumulative count as 8 little-endian bytes, whatever the file's order.
+        return CaptureRecord(
+            timestamp, count.to_bytes(8, "little"), None, RECORD_TRACEPOINT_LOST, offset, 8
+        )
 
     def _packet(
         self,
@@ -1080,6 +1124,13 @@ class CaptureReader:
                 if flags is False:
                     return None
         is_netlink, limit, multiplier, divisor, offset_ns = section.interfaces[interface_id]
+        if interface_id in section.tracepoint_interfaces and caplen <= limit:
+            if timestamp is None:
+                timestamp = ((high << 32) | low) * multiplier // divisor + offset_ns
+            start = pos + data_offset
+            return CaptureRecord(
+                timestamp, buf[start : start + caplen], False, RECORD_TRACEPOINT, offset, origlen
+            )
         if not is_netlink or caplen > limit or caplen < COOKED_HEADER_LEN:
             self._odd_record(offset, caplen, interface_id, section)
             return None

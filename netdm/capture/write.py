@@ -23,6 +23,12 @@ Enhanced Packet Blocks.  Kernel symbols travel in ``opt_comment`` options of
 Interface Statistics Blocks (see docs/captures.md for why not a Custom
 Block).  Classic pcap: the nanosecond magic ``0xA1B23C4D``, link type 253,
 and the symbols in a side file ``FILE.symbols``.
+
+A *tracepoint capture* (``tracepoint_format`` given; pcapng only) holds the
+``skb:kfree_skb`` records of the tracepoint source instead: one interface of
+link type ``LINKTYPE_USER0`` (147) whose comment carries the event's tracefs
+format file, records without a pseudo-header, and lost events as the
+cumulative ``isb_ifdrop`` of Interface Statistics Blocks (:meth:`write_lost`).
 """
 
 from __future__ import annotations
@@ -51,9 +57,11 @@ from netdm.capture.formats import (
     IF_DESCRIPTION,
     IF_TSRESOL,
     ISB_ENDTIME,
+    ISB_IFDROP,
     ISB_STARTTIME,
     LAYOUTS,
     LINKTYPE_NETLINK,
+    LINKTYPE_USER0,
     MAX_SNAPLEN,
     NANOSECOND_TSRESOL,
     NETLINK_GENERIC,
@@ -70,6 +78,8 @@ from netdm.capture.formats import (
     SHB_USERAPPL,
     SYMBOLS_COMMENT_MARK,
     SYMBOLS_SIDE_FILE_SUFFIX,
+    TRACEPOINT_FORMAT_MARK,
+    TRACEPOINT_INTERFACE_DESCRIPTION,
     ByteOrder,
     CaptureFormat,
 )
@@ -148,6 +158,7 @@ class CaptureWriter:
         hardware: str | None = None,
         symbols_path: str | os.PathLike[str] | None = None,
         close_stream: bool = False,
+        tracepoint_format: str | None = None,
     ) -> None:
         """Write the file header to ``stream`` now.
 
@@ -158,9 +169,14 @@ class CaptureWriter:
         classic pcap's :meth:`write_symbols` go (``FILE.symbols`` when opened
         by :meth:`open`); pcapng keeps them inside the file.  With
         ``close_stream`` :meth:`close` closes ``stream`` too.
+        ``tracepoint_format`` (the tracefs format file of ``skb:kfree_skb``)
+        makes it a tracepoint capture: see the module docstring.
         """
         if format not in ("pcap", "pcapng"):
             raise ValueError(f"unknown capture format {format!r}: use 'pcapng' or 'pcap'")
+        if tracepoint_format is not None and format != "pcapng":
+            raise ValueError("a tracepoint capture is pcapng only (it carries the event format)")
+        self.tracepoint_format = tracepoint_format
         uname = os.uname()
         self.format: CaptureFormat = format
         self.byte_order: ByteOrder = "little" if sys.byteorder == "little" else "big"
@@ -186,6 +202,10 @@ class CaptureWriter:
             True: COOKED_HEADER.pack(PACKET_OUTGOING, ARPHRD_NETLINK, NETLINK_GENERIC),
             False: COOKED_HEADER.pack(PACKET_HOST, ARPHRD_NETLINK, NETLINK_GENERIC),
         }
+        self._header_len = COOKED_HEADER_LEN
+        if tracepoint_format is not None:  # tracepoint records have no pseudo-header
+            self._cooked = {True: b"", False: b""}
+            self._header_len = 0
         order = self.byte_order
         self._epb_options = {
             True: _option(order, EPB_FLAGS, layouts.u32.pack(EPB_FLAGS_OUTBOUND))
@@ -206,6 +226,7 @@ class CaptureWriter:
         application: str | None = None,
         hardware: str | None = None,
         buffer_size: int = DEFAULT_BUFFER_SIZE,
+        tracepoint_format: str | None = None,
     ) -> CaptureWriter:
         """Create (or truncate) ``path`` and write the file header.
 
@@ -231,6 +252,7 @@ class CaptureWriter:
                 hardware=hardware,
                 symbols_path=symbols_path,
                 close_stream=True,
+                tracepoint_format=tracepoint_format,
             )
         except BaseException:
             stream.close()
@@ -263,15 +285,21 @@ class CaptureWriter:
             + shb_options
             + _end_of_options(order),
         )
+        linktype, description, comment = LINKTYPE_NETLINK, INTERFACE_DESCRIPTION, None
+        if self.tracepoint_format is not None:
+            linktype, description = LINKTYPE_USER0, TRACEPOINT_INTERFACE_DESCRIPTION
+            comment = TRACEPOINT_FORMAT_MARK + self.tracepoint_format
+            if len(comment.encode("utf-8")) > OPTION_VALUE_MAX:
+                raise ValueError("the tracepoint format file is too long for a pcapng comment")
         idb_options = (
             _option(order, IF_TSRESOL, bytes([NANOSECOND_TSRESOL]))
-            + _text_options(order, ((IF_DESCRIPTION, INTERFACE_DESCRIPTION),))
+            + _text_options(order, ((IF_DESCRIPTION, description), (OPT_COMMENT, comment)))
             + _end_of_options(order)
         )
         idb = _block(
             order,
             BLOCK_IDB,
-            layouts.idb_fixed.pack(LINKTYPE_NETLINK, 0, self.snaplen) + idb_options,
+            layouts.idb_fixed.pack(linktype, 0, self.snaplen) + idb_options,
         )
         return shb + idb
 
@@ -289,9 +317,9 @@ class CaptureWriter:
             raise ValueError("write to a closed CaptureWriter")
         if timestamp_ns < 0:
             raise ValueError(f"timestamp_ns must not be negative, not {timestamp_ns}")
-        size = len(datagram) + COOKED_HEADER_LEN
+        size = len(datagram) + self._header_len
         caplen = size if size <= self.snaplen else self.snaplen
-        payload = datagram if caplen == size else datagram[: caplen - COOKED_HEADER_LEN]
+        payload = datagram if caplen == size else datagram[: caplen - self._header_len]
         cooked = self._cooked[outgoing]
         if self.format == "pcapng":
             if timestamp_ns > _U64_MAX:
@@ -371,6 +399,23 @@ class CaptureWriter:
         body.extend(_option(order, OPT_COMMENT, chunk.encode("utf-8")) for chunk in chunks)
         body.append(_end_of_options(order))
         self._stream.write(_block(order, BLOCK_ISB, b"".join(body)))
+
+    def write_lost(self, lost_events: int, timestamp_ns: int) -> None:
+        """Tracepoint captures: events lost so far (cumulative), as an ISB's ``isb_ifdrop``."""
+        if self._closed:
+            raise ValueError("write_lost on a closed CaptureWriter")
+        if self.tracepoint_format is None:
+            raise ValueError("write_lost is for tracepoint captures")
+        order = self.byte_order
+        layouts = LAYOUTS[order]
+        body = b"".join(
+            (
+                layouts.isb_fixed.pack(0, timestamp_ns >> 32, timestamp_ns & _U32_MAX),
+                _option(order, ISB_IFDROP, lost_events.to_bytes(8, self.byte_order)),
+                _end_of_options(order),
+            )
+        )
+        self._stream.write(_block(order, BLOCK_ISB, body))
 
     def flush(self, *, sync: bool = False) -> None:
         """Hand buffered records to the kernel (survives SIGKILL); ``sync`` also fsyncs (power)."""
