@@ -104,6 +104,8 @@ def page_records(page: bytes, layout: PageLayout, byte_order: ByteOrder = "littl
             append(page[pos + 4 : stop])
             pos = stop
             continue
+        if type_len == TYPE_PADDING and word >> TIME_DELTA_SHIFT == 0:
+            break  # the rest of the page is unused
         if end - pos < 8:
             raise ProtocolError("an event header is cut short by the end of the data", pos)
         word_two = u32(page, pos + 4)[0]
@@ -117,8 +119,6 @@ def page_records(page: bytes, layout: PageLayout, byte_order: ByteOrder = "littl
             append(page[pos + 8 : pos + 8 + length])
             pos = stop
         elif type_len == TYPE_PADDING:
-            if word >> TIME_DELTA_SHIFT == 0:
-                break  # the rest of the page is unused
             if word_two < 4 or word_two & 3:
                 raise ProtocolError(f"padding says its length is {word_two}", pos)
             stop = pos + 4 + word_two
@@ -176,7 +176,7 @@ def event_construct(byte_order: ByteOrder = "little") -> Any:
                     c.Padding(lambda ctx: -(ctx.length_plus_4 - 4) % 4),
                 ),
                 TYPE_PADDING: c.If(
-                    c.this._.header.time_delta != 0,
+                    c.this.header.time_delta != 0,
                     c.Struct("length" / u32, c.Padding(c.this.length - 4)),
                 ),
                 TYPE_TIME_EXTEND: c.Struct("extend" / u32),
