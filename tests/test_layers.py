@@ -24,3 +24,11 @@ def test_protocol_layer_imports_no_io_libraries() -> None:
 def test_help_does_not_load_pyroute2_or_construct() -> None:
     modules = loaded_after("import netdm.cli")
     assert not {name for name in modules if name.startswith(("pyroute2", "construct"))}
+
+
+def test_tracepoint_decoding_is_pure() -> None:
+    """Format files and ring-buffer pages are decoded without tracefs, sockets or sessions."""
+    modules = loaded_after("import netdm.tracepoint.format, netdm.tracepoint.ringbuffer")
+    assert "netdm.tracepoint.tracefs" not in modules
+    assert "netdm.session" not in modules
+    assert not {name for name in modules if name.startswith(("pyroute2", "construct"))}
