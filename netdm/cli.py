@@ -720,8 +720,9 @@ def doctor() -> None:
 
     Looks at the kernel's drop monitor (module, configuration, network
     namespace), this process's capabilities for each step, the features of
-    this kernel (packet mode 5.4+, drop reasons 5.18+) and kernel symbols.
-    Exits 0 when the NET_DM family is usable, 3 when it is not.
+    this kernel (packet mode 5.4+, drop reasons 5.18+), the skb:kfree_skb
+    tracepoint that `watch` falls back to without NET_DM, and kernel symbols.
+    Exits 0 when netdm watch has a drop source here, 3 when it has none.
     """
     import os
 
@@ -756,10 +757,220 @@ def doctor() -> None:
         findings.append(diagnose.Finding(False, str(error)))
     if usable:
         findings += diagnose.feature_findings(files.release, maxattr)
+    from netdm.tracepoint.tracefs import tracepoint_status
+
+    tracepoint_ok, tracepoint_message = tracepoint_status()
+    if usable:  # informational: NET_DM works, the fallback is not needed
+        findings.append(diagnose.Finding(True, f"fallback source: {tracepoint_message}"))
+    else:
+        uses_it = ": netdm watch uses it (summaries only)" if tracepoint_ok else ""
+        findings.append(
+            diagnose.Finding(tracepoint_ok, f"fallback source: {tracepoint_message}{uses_it}")
+        )
     findings += diagnose.capability_findings(files)
     if os.geteuid() != 0:
         findings.append(diagnose.Finding(False, "not running as root"))
     findings.append(diagnose.kallsyms_finding(files))
     for finding in findings:
         click.echo(f"{'ok     ' if finding.ok else 'problem'}  {finding.message}")
-    sys.exit(int(ExitCode.OK if usable else ExitCode.NO_FAMILY))
+    sys.exit(int(ExitCode.OK if usable or tracepoint_ok else ExitCode.NO_FAMILY))
+
+
+if TYPE_CHECKING:  # here rather than at the top: the exporter's part of this file
+    from netdm.exporter import DropMetrics
+
+
+@main.command()
+@click.option(
+    "--listen",
+    required=True,
+    metavar="ADDR:PORT",
+    help="Where to serve /metrics: 127.0.0.1:9977, [::1]:9977, or :9977 for every IPv4 "
+    "address.  Port 0 picks a free port (printed at start).",
+)
+@click.option(
+    "-i",
+    "--interval",
+    type=click.FloatRange(min=0.1),
+    default=1.0,
+    show_default=True,
+    help="Seconds per interval: the counters grow at the end of each one.",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["auto", "packet", "summary"]),
+    default="auto",
+    show_default=True,
+    help="Alert mode.  packet: drops by location and reason (reasons need 5.18+), but under "
+    "a storm the kernel's queues overflow (netdm_kernel_queue_drops_total).  summary: "
+    "cheap counts by location, no reasons.  auto: packet when the kernel reports reasons.",
+)
+@click.option(
+    "--trunc-len",
+    type=click.IntRange(min=0),
+    default=64,
+    show_default=True,
+    help="Packet mode: bytes of each dropped packet the kernel copies (the exporter reads "
+    "none of them; 0 would mean whole packets).",
+)
+@click.option(
+    "--queue-len",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="Packet mode: alerts each CPU may queue before the kernel discards them.",
+)
+@click.option(
+    "--origin",
+    type=click.Choice(["sw", "hw", "all"]),
+    default="sw",
+    show_default=True,
+    help="Software drops, hardware drops (devlink traps), or both.",
+)
+@click.option(
+    "--max-locations",
+    type=click.IntRange(min=1),
+    default=50,
+    show_default=True,
+    help="Distinct locations per origin with a series of their own; later ones are "
+    'counted as location="other".',
+)
+@click.option(
+    "--max-reasons",
+    type=click.IntRange(min=1),
+    default=64,
+    show_default=True,
+    help='Distinct drop reasons with a series of their own; later ones are reason="other".',
+)
+@click.option(
+    "--symbols",
+    "symbols_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Resolve addresses with this System.map or kallsyms file.",
+)
+@click.option(
+    "--rcvbuf", type=click.IntRange(min=4096), help="Socket receive buffer in bytes (16 MiB)."
+)
+def exporter(
+    listen: str,
+    interval: float,
+    mode: str,
+    trunc_len: int,
+    queue_len: int,
+    origin: str,
+    max_locations: int,
+    max_reasons: int,
+    symbols_file: str | None,
+    rcvbuf: int | None,
+) -> None:
+    """Serve drop counts as Prometheus metrics until SIGINT or SIGTERM.
+
+    Monitors drops like `netdm watch` and adds each interval's counts to
+    counters served on http://ADDR:PORT/metrics: netdm_drops_total by
+    origin, location and reason, the loss counters (socket overflows,
+    kernel queue drops, undecodable messages) and the monitor's health.
+    On exit the kernel's monitoring is stopped and its configuration
+    restored, as with watch.  Metrics and the systemd unit: docs/exporter.md.
+
+    \b
+    Example:
+      netdm exporter --listen 127.0.0.1:9977
+      curl -s http://127.0.0.1:9977/metrics | grep '^netdm_drops_total'
+    """
+    from netdm.exporter import DropMetrics, MetricsServer, new_registry, parse_listen_address
+    from netdm.textsafe import escape_for_terminal
+
+    try:
+        host, port = parse_listen_address(listen)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--listen") from None
+    try:
+        symbols = _load_symbols(symbols_file, None)
+        for notice in symbols.notices():
+            click.echo(f"netdm: {escape_for_terminal(notice)}", err=True)
+        packet_mode = _exporter_packet_mode(mode)
+        alert_mode = "packet" if packet_mode else "summary"
+        metrics = DropMetrics(
+            symbols,
+            max_locations=max_locations,
+            max_reasons=max_reasons,
+            alert_mode=alert_mode,
+            origin=origin,
+        )
+        try:
+            server = MetricsServer(new_registry(metrics), host, port)
+        except OSError as error:  # before the kernel is touched: a taken port changes nothing
+            reason = error.strerror or str(error)
+            raise NetdmError(f"cannot serve metrics on {listen}: {reason}") from None
+        with server:
+            totals = _export_live(
+                metrics,
+                server.url,
+                interval=interval,
+                packet_mode=packet_mode,
+                trunc_len=trunc_len,
+                queue_len=queue_len,
+                origin=origin,
+                rcvbuf=rcvbuf,
+            )
+        click.echo("Stopping dropped packet monitor")
+        click.echo(f"Total: {totals.drops} drops counted in {totals.intervals} intervals")
+    except NetdmError as error:
+        _fail(error)
+
+
+def _exporter_packet_mode(mode: str) -> bool:
+    """``--mode auto``: packet mode when the kernel sends drop reasons (5.18+), else summary.
+
+    Without reasons, packet mode would only add cost (an alert per packet, and
+    the kernel's queues to overflow) for the same counts by location.
+    """
+    if mode != "auto":
+        return mode == "packet"
+    from netdm.proto.constants import Attr
+
+    transport, _control = _kernel_control()
+    with transport:
+        features = transport.features
+    return features.has_packet_mode and (features.maxattr or 0) >= Attr.REASON
+
+
+def _export_live(
+    metrics: DropMetrics,
+    url: str,
+    *,
+    interval: float,
+    packet_mode: bool,
+    trunc_len: int,
+    queue_len: int,
+    origin: str,
+    rcvbuf: int | None,
+) -> RunTotals:
+    """The watch life cycle (LiveMonitor) with the metrics as the interval sink."""
+    from netdm.aggregate import IntervalAggregator
+    from netdm.session import LiveMonitor, Pipeline, WatchSettings
+
+    settings = WatchSettings(
+        interval=interval,
+        receive_buffer=rcvbuf,
+        packet_mode=packet_mode,
+        trunc_len=trunc_len,
+        queue_len=queue_len,
+        software=origin in ("sw", "all"),
+        hardware=origin in ("hw", "all"),
+    )
+
+    def new_pipeline(family_id: int, start: float) -> Pipeline:
+        metrics.monitoring_started(start)
+        # Packet mode is chosen for the reasons: count by them (summary alerts carry none).
+        aggregator = IntervalAggregator(interval=interval, start=start, by_reason=packet_mode)
+        return Pipeline(family_id, aggregator, metrics.interval)
+
+    def on_started() -> None:
+        mode = "packet mode, by reason" if packet_mode else "summary mode"
+        click.echo(f"Monitoring for dropped packets ({mode}); metrics at {url}")
+
+    try:
+        return LiveMonitor(settings, new_pipeline, on_started=on_started).run()
+    finally:
+        metrics.monitoring_stopped()

@@ -83,6 +83,27 @@ def find_tracefs(*, mount: bool = True) -> Path:
     )
 
 
+def tracepoint_status() -> tuple[bool, str]:
+    """Whether the tracepoint source can work here, and a sentence saying so; no side effects."""
+    event = Path("events") / EVENT_SYSTEM / EVENT_NAME / "format"
+    for candidate in TRACEFS_CANDIDATES:
+        try:
+            mounted = (candidate / "instances").is_dir()
+        except PermissionError:
+            return False, f"cannot look into {candidate}: needs root"
+        if mounted:
+            if (candidate / event).exists():
+                return True, f"{EVENT_SYSTEM}:{EVENT_NAME} tracepoint in {candidate}"
+            return False, f"tracefs at {candidate} has no {EVENT_SYSTEM}:{EVENT_NAME} tracepoint"
+    try:
+        filesystems = Path("/proc/filesystems").read_text()
+    except OSError:
+        filesystems = ""
+    if "\ttracefs\n" in filesystems and TRACEFS_CANDIDATES[0].is_dir():
+        return True, f"tracefs is not mounted; netdm mounts it at {TRACEFS_CANDIDATES[0]}"
+    return False, "this kernel has no tracefs"
+
+
 def _process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
