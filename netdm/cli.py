@@ -610,7 +610,15 @@ def _silence_broken_pipe() -> None:
 
 
 def _kernel_control() -> tuple[NetlinkTransport, KernelControl]:
-    """A control socket for the one-shot commands, with the no-family diagnosis."""
+    """A control socket for the one-shot commands; exits with the no-family diagnosis."""
+    try:
+        return _open_kernel_control()
+    except NetdmError as error:
+        _fail(error)
+
+
+def _open_kernel_control() -> tuple[NetlinkTransport, KernelControl]:
+    """A control socket; :class:`FamilyNotFoundError` says why there is no NET_DM."""
     from netdm.control import KernelControl
     from netdm.errors import FamilyNotFoundError
     from netdm.transport import NetlinkTransport
@@ -620,7 +628,7 @@ def _kernel_control() -> tuple[NetlinkTransport, KernelControl]:
     except FamilyNotFoundError:
         from netdm.diagnose import explain_missing_family
 
-        _fail(FamilyNotFoundError(explain_missing_family()))
+        raise FamilyNotFoundError(explain_missing_family()) from None
     return transport, KernelControl(transport)
 
 
@@ -851,6 +859,14 @@ if TYPE_CHECKING:  # here rather than at the top: the exporter's part of this fi
 @click.option(
     "--rcvbuf", type=click.IntRange(min=4096), help="Socket receive buffer in bytes (16 MiB)."
 )
+@click.option(
+    "--source",
+    type=click.Choice(["auto", "netdm", "tracepoint"]),
+    default="auto",
+    show_default=True,
+    help="Where drops come from, as for watch: auto uses the skb:kfree_skb tracepoint "
+    "when the kernel has no NET_DM (drops by location and reason, no hardware drops).",
+)
 def exporter(
     listen: str,
     interval: float,
@@ -862,6 +878,7 @@ def exporter(
     max_reasons: int,
     symbols_file: str | None,
     rcvbuf: int | None,
+    source: str,
 ) -> None:
     """Serve drop counts as Prometheus metrics until SIGINT or SIGTERM.
 
@@ -877,6 +894,7 @@ def exporter(
       netdm exporter --listen 127.0.0.1:9977
       curl -s http://127.0.0.1:9977/metrics | grep '^netdm_drops_total'
     """
+    from netdm.errors import FamilyNotFoundError
     from netdm.exporter import DropMetrics, MetricsServer, new_registry, parse_listen_address
     from netdm.textsafe import escape_for_terminal
 
@@ -888,13 +906,26 @@ def exporter(
         symbols = _load_symbols(symbols_file, None)
         for notice in symbols.notices():
             click.echo(f"netdm: {escape_for_terminal(notice)}", err=True)
-        packet_mode = _exporter_packet_mode(mode)
-        alert_mode = "packet" if packet_mode else "summary"
+        if source == "tracepoint" and origin != "sw":
+            raise click.UsageError("--origin hw/all needs NET_DM: the tracepoint sees no traps")
+        net_dm_missing: str | None = None
+        packet_mode = False
+        if source != "tracepoint":
+            try:
+                packet_mode = _exporter_packet_mode(mode)
+            except FamilyNotFoundError as error:
+                if source == "netdm" or origin != "sw":
+                    raise
+                net_dm_missing = str(error)
+        use_tracepoint = source == "tracepoint" or net_dm_missing is not None
+        if net_dm_missing is not None:
+            click.echo(f"netdm: using the skb:kfree_skb tracepoint: {net_dm_missing}", err=True)
         metrics = DropMetrics(
             symbols,
             max_locations=max_locations,
             max_reasons=max_reasons,
-            alert_mode=alert_mode,
+            source="tracepoint" if use_tracepoint else "netdm",
+            alert_mode="none" if use_tracepoint else "packet" if packet_mode else "summary",
             origin=origin,
         )
         try:
@@ -912,6 +943,7 @@ def exporter(
                 queue_len=queue_len,
                 origin=origin,
                 rcvbuf=rcvbuf,
+                tracepoint=use_tracepoint,
             )
         click.echo("Stopping dropped packet monitor")
         click.echo(f"Total: {totals.drops} drops counted in {totals.intervals} intervals")
@@ -929,7 +961,7 @@ def _exporter_packet_mode(mode: str) -> bool:
         return mode == "packet"
     from netdm.proto.constants import Attr
 
-    transport, _control = _kernel_control()
+    transport, _control = _open_kernel_control()
     with transport:
         features = transport.features
     return features.has_packet_mode and (features.maxattr or 0) >= Attr.REASON
@@ -945,8 +977,9 @@ def _export_live(
     queue_len: int,
     origin: str,
     rcvbuf: int | None,
+    tracepoint: bool = False,
 ) -> RunTotals:
-    """The watch life cycle (LiveMonitor) with the metrics as the interval sink."""
+    """The watch life cycle (LiveMonitor or TracepointMonitor), the metrics as interval sink."""
     from netdm.aggregate import IntervalAggregator
     from netdm.session import LiveMonitor, Pipeline, WatchSettings
 
@@ -962,15 +995,23 @@ def _export_live(
 
     def new_pipeline(family_id: int, start: float) -> Pipeline:
         metrics.monitoring_started(start)
-        # Packet mode is chosen for the reasons: count by them (summary alerts carry none).
-        aggregator = IntervalAggregator(interval=interval, start=start, by_reason=packet_mode)
+        # Packet mode is chosen for the reasons, and the tracepoint always has them: count
+        # by them (summary alerts carry none).
+        by_reason = packet_mode or tracepoint
+        aggregator = IntervalAggregator(interval=interval, start=start, by_reason=by_reason)
         return Pipeline(family_id, aggregator, metrics.interval)
 
     def on_started() -> None:
         mode = "packet mode, by reason" if packet_mode else "summary mode"
+        if tracepoint:
+            mode = "skb:kfree_skb tracepoint, by reason"
         click.echo(f"Monitoring for dropped packets ({mode}); metrics at {url}")
 
     try:
+        if tracepoint:
+            from netdm.tracepoint.monitor import TracepointMonitor
+
+            return TracepointMonitor(settings, new_pipeline, on_started=on_started).run()
         return LiveMonitor(settings, new_pipeline, on_started=on_started).run()
     finally:
         metrics.monitoring_stopped()
