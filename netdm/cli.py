@@ -131,6 +131,19 @@ class WatchOptions:
                     raise click.UsageError(f"{name} goes with -r")
         if self.pcap and self.write_file is None:
             raise click.UsageError("--pcap goes with -w")
+        filters = {
+            "--reason": self.reasons,
+            "--exclude-reason": self.exclude_reasons,
+            "--location": self.locations,
+            "--interface": self.interfaces,
+            "--protocol": self.protocols,
+        }
+        given_filters = [name for name, value in filters.items() if value]
+        if given_filters and self.read_file is None and not self.packets:
+            raise click.UsageError(
+                f"{', '.join(given_filters)} filter dropped packets: add --packets "
+                "(summary alerts carry counts per location, not packets)"
+            )
         if self.source == "tracepoint" and self.read_file is None:
             unsupported = self.net_dm_only_options()
             if unsupported:
@@ -260,7 +273,7 @@ PACKET_OPTION_HELP = "Packet mode (--packets) and replays of packet-mode capture
 @click.option(
     "--exclude-reason", "exclude_reasons", multiple=True, help="Not these (e.g. NOT_SPECIFIED)."
 )
-@click.option("--location", "locations", multiple=True, help="Only these functions (glob: 'udp*').")
+@click.option("--location", "locations", multiple=True, help="Only these functions (glob: '*udp*').")
 @click.option("--interface", "interfaces", multiple=True, help="Only this input interface.")
 @click.option(
     "--protocol", "protocols", multiple=True, help="Only ipv4, ipv6, arp, tcp, udp, icmp, ..."
