@@ -273,7 +273,9 @@ PACKET_OPTION_HELP = "Packet mode (--packets) and replays of packet-mode capture
 @click.option(
     "--exclude-reason", "exclude_reasons", multiple=True, help="Not these (e.g. NOT_SPECIFIED)."
 )
-@click.option("--location", "locations", multiple=True, help="Only these functions (glob: '*udp*').")
+@click.option(
+    "--location", "locations", multiple=True, help="Only these functions (glob: '*udp*')."
+)
 @click.option("--interface", "interfaces", multiple=True, help="Only this input interface.")
 @click.option(
     "--protocol", "protocols", multiple=True, help="Only ipv4, ipv6, arp, tcp, udp, icmp, ..."
