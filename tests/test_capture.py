@@ -834,6 +834,81 @@ def test_keep_going_stops_at_a_pcap_length_lie_and_counts_it() -> None:
     assert "corrupt record" in reader.problems[-1]
 
 
+class RecordingStream(io.BytesIO):
+    """A file object that remembers how much each read() asked for."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.requests: list[int] = []
+
+    def read(self, size: int | None = -1) -> bytes:
+        self.requests.append(-1 if size is None else size)
+        return super().read(size)
+
+
+LYING_LENGTHS = [
+    # a pcapng block whose total length says 4 GiB
+    le_pcapng(ng_epb(LE, 0, 1, GOOD)) + struct.pack("<II", 6, 0xFFFFFFF0) + bytes(40),
+    # a classic pcap whose snapshot length allows anything, and a record claiming 4 GiB
+    pcap_header(LE, snaplen=0xFFFFFFFF) + pcap_record(LE, 1, 0, GOOD, caplen=0xFFFFFFF0),
+]
+
+
+@pytest.mark.parametrize("data", LYING_LENGTHS, ids=["pcapng", "pcap"])
+def test_a_lying_length_asks_the_file_for_a_bounded_read(data: bytes) -> None:
+    """Found by tests/fuzz: read(4 GiB) on a real file allocates 4 GiB before it finds the end."""
+    for keep_going in (False, True):
+        stream = RecordingStream(data)
+        records, error, _ = outcome_of(stream, keep_going=keep_going)
+        assert error is not None and "offset" in error
+        assert len(records) == (1 if data.startswith(le_pcapng()) else 0)
+        assert max(stream.requests) <= 16 * 1024 * 1024
+
+
+def test_a_lying_length_is_a_capture_error_under_an_address_space_limit(tmp_path: Path) -> None:
+    """The real symptom, in a child with RLIMIT_AS at 1 GiB: MemoryError, not CaptureError."""
+    pytest.importorskip("resource")
+    paths = []
+    for index, data in enumerate(LYING_LENGTHS):
+        path = tmp_path / f"lying-{index}.capture"
+        path.write_bytes(data)
+        paths.append(str(path))
+    script = """if True:
+        import resource, sys
+        from netdm.capture import CaptureError, read_capture
+        _, hard = resource.getrlimit(resource.RLIMIT_AS)
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, hard))
+        for path in sys.argv[1:]:
+            try:
+                list(read_capture(path))
+            except CaptureError as error:
+                print("CaptureError at", error.offset)
+    """
+    result = subprocess.run(
+        [sys.executable, "-c", script, *paths],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    block = len(le_pcapng(ng_epb(LE, 0, 1, GOOD)))
+    assert result.stdout.splitlines() == [f"CaptureError at {block}", "CaptureError at 24"]
+
+
+def outcome_of(
+    stream: io.BytesIO, *, keep_going: bool
+) -> tuple[list[CaptureRecord], str | None, int]:
+    records: list[CaptureRecord] = []
+    try:
+        reader = CaptureReader(stream, keep_going=keep_going)
+        for record in reader:
+            records.append(record)
+    except CaptureError as error:
+        return records, str(error), 0
+    return records, "; ".join(reader.problems) or None, reader.bad_records
+
+
 def test_keep_going_keeps_only_the_first_few_sentences() -> None:
     bad = ng_epb(LE, 5, 1, GOOD)
     reader = read_capture(io.BytesIO(le_pcapng(*[bad] * 25)), keep_going=True)

@@ -16,15 +16,18 @@ import json
 import shutil
 import struct
 import subprocess
-from datetime import timezone
+from dataclasses import replace
+from datetime import timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_headers import DEFINITIONS, UDP_LOOPBACK, ipv4, ipv6, udp
 
-from netdm.headers import describe_packet
+from netdm import packets
+from netdm.headers import PacketHeaders, describe_packet
 from netdm.packets import (
     LINKTYPE_LINUX_SLL2,
     PacketFilter,
@@ -537,6 +540,153 @@ def test_json_replaces_undecodable_bytes() -> None:
     assert json.loads(packet_json_line(alert))["reason"] == "BAD\ufffd"
     with pytest.raises(ValueError, match="payload_encoding"):
         packet_to_json(alert, payload_encoding="raw")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="payload_encoding"):
+        packet_json_line(alert, payload_encoding="raw")  # type: ignore[arg-type]
+
+
+# packet_json_line writes its JSON directly, with caches; it must stay byte for byte the
+# json.dumps of packet_to_json's dict, which is how it was first written.
+
+
+def reference_json_line(alert: PacketAlert, **options: Any) -> str:
+    record = packet_to_json(alert, **options)
+    line = json.dumps(record, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+    return line.replace("\x7f", "\\u007f")
+
+
+optional_ints = st.one_of(st.none(), st.integers(0, 2**64 - 1))
+optional_texts = st.one_of(st.none(), kernel_text)
+# Any PacketHeaders a caller could pass, not only what describe_packet makes.
+packet_headers = st.builds(
+    PacketHeaders,
+    link=optional_texts,
+    eth_src=optional_texts,
+    eth_dst=optional_texts,
+    vlan_ids=st.lists(st.integers(0, 4095), max_size=3).map(tuple),
+    ethertype=st.one_of(st.none(), st.sampled_from([0x0800, 0x86DD, 0x8100]), optional_ints),
+    l3_offset=optional_ints,
+    l3=optional_texts,
+    src=optional_texts,
+    dst=optional_texts,
+    ip_proto=optional_ints,
+    ttl=optional_ints,
+    ip_length=optional_ints,
+    fragment_offset=optional_ints,
+    more_fragments=st.booleans(),
+    l4=st.one_of(st.none(), st.sampled_from(["TCP", "UDP", "ICMP", "ICMPv6"]), kernel_text),
+    l4_offset=optional_ints,
+    sport=optional_ints,
+    dport=optional_ints,
+    tcp_flags=st.one_of(st.none(), st.integers(0, 255)),
+    seq=optional_ints,
+    ack=optional_ints,
+    icmp_type=st.one_of(st.none(), st.integers(0, 255)),
+    icmp_code=st.one_of(st.none(), st.integers(0, 255)),
+    arp_op=st.one_of(st.none(), st.integers(0, 10), optional_ints),
+    arp_sender_mac=optional_texts,
+    notes=st.lists(kernel_text, max_size=3).map(tuple),
+)
+time_zones = st.sampled_from(
+    [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-3), "x\x1b")]
+)
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    alerts,
+    st.one_of(st.none(), packet_headers),
+    st.sampled_from(["hex", "base64"]),
+    time_zones,
+    st.sampled_from([None, SYMBOLS]),
+    st.one_of(st.none(), kernel_text),
+)
+def test_json_line_is_json_dumps_of_packet_to_json(
+    alert: PacketAlert,
+    headers: PacketHeaders | None,
+    encoding: str,
+    tz: timezone,
+    symbols: SymbolTable | None,
+    resolved: str | None,
+) -> None:
+    options: dict[str, Any] = {
+        "resolve_ifname": lambda _index: resolved,
+        "symbols": symbols,
+        "payload_encoding": encoding,
+        "tz": tz,
+        "headers": headers,
+    }
+    expected = reference_json_line(alert, **options)
+    assert packet_json_line(alert, **options) == expected
+    assert packet_json_line(alert, **options) == expected  # again, from the caches
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [UDP_LOOPBACK, tcp_syn_frame(), arp_request_frame(), ipv6_vlan_frame(), icmp_echo_frame()],
+    ids=["udp", "tcp", "arp", "ipv6-vlan", "icmp"],
+)
+def test_json_line_of_every_truncation_and_of_look_alikes(frame: bytes) -> None:
+    """A storm's shape: the same sites and interfaces, packets cut and changed."""
+    proto = (frame[12] << 8) | frame[13]
+    for length in range(len(frame) + 1):
+        for alert in (
+            software_alert(frame[:length], proto, orig_len=len(frame)),
+            replace(HARDWARE_ALERT, payload=frame[:length], timestamp_ns=DROP_TIME_NS + length),
+        ):
+            assert packet_json_line(alert, resolve_ifname=names) == reference_json_line(
+                alert, resolve_ifname=names
+            )
+
+
+def test_json_line_caches_stay_bounded_and_right() -> None:
+    """More distinct sites, names, protocols and seconds than the caches hold."""
+    for index in range(3 * packets._FRAGMENT_CACHE_SIZE):
+        alert = software_alert(
+            UDP_LOOPBACK,
+            index % 0x10000,
+            reason=f"REASON_{index}",
+            symbol=f"f{index % 5000}+0x1/0x2",
+            in_port=InPort(ifindex=index, name=f"if{index}"),
+            timestamp_ns=DROP_TIME_NS + index * 1_000_000_000,
+        )
+        if index % 97 == 0:
+            assert packet_json_line(alert) == reference_json_line(alert)
+        else:
+            packet_json_line(alert)
+    caches = [
+        packets._JSON_TEXTS,
+        packets._KERNEL_JSON_TEXTS,
+        packets._DROP_SITES,
+        packets._IN_PORTS,
+        packets._PROTOS,
+        packets._SECONDS,
+    ]
+    assert all(len(cache) <= packets._FRAGMENT_CACHE_SIZE for cache in caches)
+
+
+def test_json_line_names_a_pc_by_the_symbol_table_of_each_call() -> None:
+    """A location found through ``symbols`` is not cached under the drop site alone."""
+    for symbol in (None, ""):
+        alert = software_alert(UDP_LOOPBACK, 0x0800, symbol=symbol)
+        for table in (SYMBOLS, None, SYMBOLS, SymbolTable.from_kallsyms_text("")):
+            line = packet_json_line(alert, symbols=table)
+            assert line == reference_json_line(alert, symbols=table)
+            expected = "__udp4_lib_rcv" if table is SYMBOLS else None
+            assert json.loads(line)["function"] == expected
+
+
+def test_json_line_asks_the_resolver_every_time() -> None:
+    """Interface names are not cached: a resolver may learn a new name."""
+    names_now = {1: "old"}
+    alert = software_alert(UDP_LOOPBACK, 0x0800)
+    assert json.loads(packet_json_line(alert, resolve_ifname=names_now.get))["in_port"] == {
+        "ifindex": 1,
+        "name": "old",
+        "unknown_attributes": [],
+    }
+    names_now[1] = "new\x1b"
+    line = packet_json_line(alert, resolve_ifname=names_now.get)
+    assert json.loads(line)["in_port"]["name"] == "new\x1b" and "\x1b" not in line
 
 
 # --------------------------------------------------------------------------- filters

@@ -294,7 +294,10 @@ class _Input:
         parts = [rest]
         have = len(rest)
         while have < need and not self.eof:
-            chunk = self.stream.read(max(CHUNK_SIZE, need - have))
+            # At most MAX_PLAUSIBLE_BLOCK a read: a file object's read(n) allocates n bytes
+            # before it finds the file's end, so a length field that lies (4 GiB) would
+            # otherwise cost a 4 GiB buffer, or a MemoryError under an address-space limit.
+            chunk = self.stream.read(min(max(CHUNK_SIZE, need - have), MAX_PLAUSIBLE_BLOCK))
             if not chunk:
                 self.eof = True
                 break

@@ -46,10 +46,18 @@ def namespace() -> Iterator[str]:
 
 
 def test_another_network_namespace_is_named(namespace: str) -> None:
-    result = netdm_as(["ip", "netns", "exec", namespace], "watch", "--duration", "1")
+    in_namespace = ["ip", "netns", "exec", namespace]
+    result = netdm_as(in_namespace, "watch", "--source", "netdm", "--duration", "1")
     assert result.returncode == ExitCode.NO_FAMILY
     assert "only in the initial network namespace" in result.stderr
     assert "Traceback" not in result.stderr
+    # --source auto (the default) falls back to the tracepoint, and says why.
+    fallback = netdm_as(in_namespace, "watch", "--duration", "1")
+    assert fallback.returncode == 0, fallback.stderr
+    assert fallback.stdout.startswith(
+        "Monitoring for dropped packets (skb:kfree_skb tracepoint; NET_DM is not available)"
+    )
+    assert "only in the initial network namespace" in fallback.stderr
 
 
 def test_missing_cap_sys_admin_is_named(control: KernelControl) -> None:
