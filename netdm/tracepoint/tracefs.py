@@ -187,6 +187,12 @@ class TracefsInstance:
         self.path = path
         try:
             self._configure(path)
+        except OSError as error:
+            self.close()
+            raise TracepointUnavailableError(
+                f"cannot set up the tracefs instance {path}: "
+                f"{error.strerror or error} ({getattr(error, 'filename', None) or path})"
+            ) from None
         except BaseException:
             self.close()
             raise

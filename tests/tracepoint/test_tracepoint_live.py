@@ -236,3 +236,9 @@ def test_a_full_buffer_counts_what_it_lost(no_leftover_instances: None) -> None:
 def test_no_tracepoint_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(TracepointUnavailableError, match="no skb:kfree_skb tracepoint"):
         TracefsInstance(tmp_path).open()
+
+
+def test_a_buffer_the_kernel_refuses_is_a_clear_error(no_leftover_instances: None) -> None:
+    """ENOMEM while setting up: one sentence, and the half-made instance removed."""
+    with pytest.raises(TracepointUnavailableError, match="cannot set up the tracefs instance"):
+        TracefsInstance(buffer_kb=10**12).open()
