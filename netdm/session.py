@@ -55,6 +55,9 @@ END_EPSILON_NS = 1_000_000
 RECORD_FLUSH_SECONDS = 1.0
 # How often packet mode reads the kernel's tail-drop counters (STATS_GET).
 STATS_POLL_SECONDS = 1.0
+# In a storm, datagrams already queued are taken this many at a time before the
+# per-pass work (clock, losses, STATS poll, window tick, capture flush) runs again.
+RECEIVE_BATCH = 256
 
 NS_PER_SECOND = 1_000_000_000
 NETLINK_GENERIC = 16
@@ -467,12 +470,15 @@ class LiveMonitor:
             datagram = events_socket.receive(wait)
             now_ns = within_run(self._clock_ns(), deadline_ns)
             now = seconds(now_ns)
+            taken = 0
+            while datagram is not None:  # and what else is queued now, up to a batch
+                self._record_event(datagram, now_ns)
+                pipeline.feed(datagram, now)
+                taken += 1
+                datagram = events_socket.receive(0) if taken < RECEIVE_BATCH else None
             if events_socket.losses.enobufs != enobufs_seen:
                 pipeline.add_losses(now, enobufs=events_socket.losses.enobufs - enobufs_seen)
                 enobufs_seen = events_socket.losses.enobufs
-            if datagram is not None:
-                self._record_event(datagram, now_ns)
-                pipeline.feed(datagram, now)
             self._poll_kernel_stats(pipeline, now)
             pipeline.tick(now)
             self._flush_recording()
