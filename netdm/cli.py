@@ -21,7 +21,6 @@ from netdm import __version__
 from netdm.errors import ExitCode, NetdmError
 
 if TYPE_CHECKING:
-    from netdm.capture import CaptureReader
     from netdm.control import KernelControl
     from netdm.proto.events import PacketAlert
     from netdm.render import Renderer
@@ -95,6 +94,17 @@ class WatchOptions:
     protocols: tuple[str, ...]
     source: str
 
+    def packet_filters(self) -> list[str]:
+        """The packet filters given (they apply to packet alerts only)."""
+        given = {
+            "--reason": self.reasons,
+            "--exclude-reason": self.exclude_reasons,
+            "--location": self.locations,
+            "--interface": self.interfaces,
+            "--protocol": self.protocols,
+        }
+        return [name for name, value in given.items() if value]
+
     def net_dm_only_options(self) -> list[str]:
         """The options given that only the NET_DM source can honour."""
         given = {
@@ -104,13 +114,8 @@ class WatchOptions:
             "--rcvbuf": self.rcvbuf,
             "--pcap": self.pcap,
             "--write-packets": self.write_packets,
-            "--reason": self.reasons,
-            "--exclude-reason": self.exclude_reasons,
-            "--location": self.locations,
-            "--interface": self.interfaces,
-            "--protocol": self.protocols,
         }
-        return [name for name, value in given.items() if value]
+        return [name for name, value in given.items() if value] + self.packet_filters()
 
     def check(self) -> None:
         """Combinations that make no sense are usage errors (exit 2)."""
@@ -131,14 +136,7 @@ class WatchOptions:
                     raise click.UsageError(f"{name} goes with -r")
         if self.pcap and self.write_file is None:
             raise click.UsageError("--pcap goes with -w")
-        filters = {
-            "--reason": self.reasons,
-            "--exclude-reason": self.exclude_reasons,
-            "--location": self.locations,
-            "--interface": self.interfaces,
-            "--protocol": self.protocols,
-        }
-        given_filters = [name for name, value in filters.items() if value]
+        given_filters = self.packet_filters()
         if given_filters and self.read_file is None and not self.packets:
             raise click.UsageError(
                 f"{', '.join(given_filters)} filter dropped packets: add --packets "
@@ -464,40 +462,28 @@ def _load_symbols(symbols_file: str | None, read_file: str | None) -> SymbolTabl
 
 def _replay(options: WatchOptions, new_pipeline: PipelineFactory, renderer: Renderer) -> RunTotals:
     from netdm.capture import read_capture
+    from netdm.capture.read import capture_tracepoint_format
     from netdm.render import CAPTURE_SOURCE
-    from netdm.session import replay_capture
+    from netdm.session import ReplayResult, replay_capture
 
     read_file = options.read_file
     assert read_file is not None
     renderer.start(CAPTURE_SOURCE)
+    result: ReplayResult | None = None
     with read_capture(read_file, keep_going=options.keep_going) as reader:
-        if _is_tracepoint_capture(reader):
+        if capture_tracepoint_format(reader.info) is not None:
             from netdm.tracepoint.monitor import replay_tracepoint_capture
 
             result = replay_tracepoint_capture(reader, new_pipeline)
-            if result.bad_records:
-                renderer.notice(
-                    f"{read_file}: skipped {result.bad_records} damaged records (--keep-going)"
-                )
-            return result.totals
-    result = replay_capture(
-        lambda: read_capture(read_file, keep_going=options.keep_going),
-        new_pipeline,
-        family_id=options.family_id,
-    )
+    if result is None:
+        result = replay_capture(
+            lambda: read_capture(read_file, keep_going=options.keep_going),
+            new_pipeline,
+            family_id=options.family_id,
+        )
     if result.bad_records:
         renderer.notice(f"{read_file}: skipped {result.bad_records} damaged records (--keep-going)")
     return result.totals
-
-
-def _is_tracepoint_capture(reader: CaptureReader) -> bool:
-    from netdm.capture.read import tracepoint_format_of
-
-    return any(
-        tracepoint_format_of(interface) is not None
-        for section in reader.info.sections
-        for interface in section.interfaces
-    )
 
 
 def _watch_live(

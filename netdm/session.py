@@ -131,17 +131,11 @@ class Pipeline:
             if self._scan_drop_sites is not None:
                 sites = self._scan_drop_sites(datagram)
                 if sites is not None:  # only packet alerts: count their drop sites
-                    for site in sites:
-                        if site.pc:
-                            self.addresses.add(site.pc)
-                        closed = self._aggregator.add_drop_site(site, now)
-                        if closed:
-                            self._emit(closed)
+                    self.feed_drop_sites(sites, now)
                     return
             events = decode_datagram(datagram, self.family_id)
         except ProtocolError:
-            self.totals.decode_errors += 1
-            self._emit(self._aggregator.add_losses(decode_errors=1, now=now))
+            self.add_losses(now, decode_errors=1)
             return
         for event in events:
             if isinstance(event, SummaryAlert):
@@ -160,7 +154,7 @@ class Pipeline:
                 self.kernel_stats(event.sw_dropped or 0, event.hw_dropped or 0, now)
 
     def feed_drop_sites(self, sites: Iterable[DropSite], now: float) -> None:
-        """Drops that arrive already as drop sites (the tracepoint source), all at ``now``."""
+        """Drops that arrive as drop sites (lazy packet alerts, the tracepoint), all at ``now``."""
         add_drop_site = self._aggregator.add_drop_site
         addresses = self.addresses
         for site in sites:
@@ -277,7 +271,7 @@ class WatchSettings:
         return min(ends) if ends else None
 
 
-class _CaptureSymbols:
+class CaptureSymbols:
     """Adds the kallsyms lines of newly seen drop locations to a capture."""
 
     def __init__(self, recorder: Recorder, symbols: SymbolTable | None) -> None:
@@ -314,7 +308,7 @@ class LiveMonitor:
         self._on_started = on_started
         self._clock_ns = clock_ns
         self._recorder = recorder
-        self._capture_symbols = _CaptureSymbols(recorder, symbols) if recorder else None
+        self._capture_symbols = CaptureSymbols(recorder, symbols) if recorder else None
         self.stop = StopRequest()
         self.saved_config: KernelConfig | None = None
         self.pipeline: Pipeline | None = None

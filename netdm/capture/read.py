@@ -375,6 +375,16 @@ def tracepoint_format_of(interface: InterfaceInfo) -> str | None:
     return None
 
 
+def capture_tracepoint_format(info: CaptureInfo) -> str | None:
+    """The format file of a tracepoint capture's interface (read so far), else None."""
+    for section in info.sections:
+        for interface in section.interfaces:
+            format_text = tracepoint_format_of(interface)
+            if format_text is not None:
+                return format_text
+    return None
+
+
 def _interface_clock(interface: InterfaceInfo) -> tuple[int, int, int]:
     """(multiplier, divisor, offset ns) turning raw ticks into Unix nanoseconds."""
     ticks = interface.ticks_per_second

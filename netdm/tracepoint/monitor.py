@@ -24,6 +24,8 @@ from netdm.proto.decode import DropSite
 from netdm.proto.errors import ProtocolError
 from netdm.session import (
     NS_PER_SECOND,
+    RECORD_FLUSH_SECONDS,
+    CaptureSymbols,
     Pipeline,
     PipelineFactory,
     ReplayResult,
@@ -46,8 +48,6 @@ if TYPE_CHECKING:
 POLL_SECONDS = 0.1
 # How often the per-CPU lost-event counters are read.
 LOST_POLL_SECONDS = 1.0
-# How often a capture being written is flushed (and its symbols added).
-RECORD_FLUSH_SECONDS = 1.0
 # The family id a tracepoint pipeline is built with: it decodes no netlink at all.
 NO_FAMILY = 0
 
@@ -91,7 +91,7 @@ class TracepointMonitor:
         self.stop = StopRequest()
         self.pipeline: Pipeline | None = None
         self._recorder: TracepointRecorder | None = None
-        self._symbols_written: set[int] = set()
+        self._capture_symbols: CaptureSymbols | None = None
         self._lost_seen = 0
         self._last_flush = time.monotonic()
 
@@ -100,6 +100,7 @@ class TracepointMonitor:
             assert instance.event_format is not None
             if self._open_recorder is not None:
                 self._recorder = self._open_recorder(instance.event_format.text)
+                self._capture_symbols = CaptureSymbols(self._recorder, self._symbols)
             try:
                 return self._monitor(instance)
             finally:
@@ -178,17 +179,12 @@ class TracepointMonitor:
                 self._recorder.write_lost(pipeline.totals.tracefs_lost, now_ns)
 
     def _flush_recording(self, *, force: bool = False) -> None:
-        if self._recorder is None or self.pipeline is None:
+        if self._recorder is None or self._capture_symbols is None or self.pipeline is None:
             return
         if not force and time.monotonic() - self._last_flush < RECORD_FLUSH_SECONDS:
             return
         self._last_flush = time.monotonic()
-        new = self.pipeline.addresses - self._symbols_written
-        if new and self._symbols is not None:
-            lines = self._symbols.kallsyms_lines(new)
-            if lines:
-                self._recorder.write_symbols(lines)
-            self._symbols_written |= new
+        self._capture_symbols.update(self.pipeline.addresses)
         self._recorder.flush()
 
 
@@ -212,12 +208,9 @@ def replay_tracepoint_capture(
 ) -> ReplayResult:
     """Feed a tracepoint capture through the pipeline, on its own clock, as the live run did."""
     from netdm.capture.formats import RECORD_TRACEPOINT, RECORD_TRACEPOINT_LOST
-    from netdm.capture.read import tracepoint_format_of
+    from netdm.capture.read import capture_tracepoint_format
 
-    format_text = None
-    for section in reader.info.sections:
-        for interface in section.interfaces:
-            format_text = format_text or tracepoint_format_of(interface)
+    format_text = capture_tracepoint_format(reader.info)
     if format_text is None:
         raise BadInputError(f"{reader.path}: not a tracepoint capture (no event format in it)")
     try:

@@ -23,7 +23,6 @@ same records, or fail at the same offset, by ``tests/tracepoint``.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
 from functools import lru_cache
 from typing import Any, Literal
 
@@ -61,10 +60,12 @@ class PageRecords:
         self.missed_count = missed_count  # None when the kernel had no room to store it
 
 
-def _formats(layout: PageLayout, byte_order: ByteOrder) -> tuple[str, str, str]:
+@lru_cache(maxsize=4)
+def _formats(layout: PageLayout, byte_order: ByteOrder) -> tuple[struct.Struct, ...]:
+    """The u32, commit-word and u64 readers of a page layout (built once, not per page)."""
     prefix = "<" if byte_order == "little" else ">"
     commit = "Q" if layout.commit_size == 8 else "I"
-    return prefix + "I", prefix + commit, prefix + "Q"
+    return tuple(struct.Struct(prefix + code) for code in ("I", commit, "Q"))
 
 
 def page_records(page: bytes, layout: PageLayout, byte_order: ByteOrder = "little") -> PageRecords:
@@ -73,14 +74,14 @@ def page_records(page: bytes, layout: PageLayout, byte_order: ByteOrder = "littl
     The offsets in errors are from the start of the page.
     """
     u32_format, commit_format, u64_format = _formats(layout, byte_order)
-    u32 = struct.Struct(u32_format).unpack_from
+    u32 = u32_format.unpack_from
     if len(page) < layout.data_offset:
         raise ProtocolError(
             f"a ring-buffer page of {len(page)} bytes is shorter than its "
             f"{layout.data_offset}-byte header",
             0,
         )
-    commit = struct.unpack_from(commit_format, page, layout.commit_offset)[0]
+    commit = commit_format.unpack_from(page, layout.commit_offset)[0]
     size = commit & COMMIT_SIZE_MASK
     pos = layout.data_offset
     end = pos + size
@@ -129,7 +130,7 @@ def page_records(page: bytes, layout: PageLayout, byte_order: ByteOrder = "littl
             pos += 8
     missed_count = None
     if commit & MISSED_STORED and end + 8 <= len(page):
-        missed_count = struct.unpack_from(u64_format, page, end)[0]
+        missed_count = u64_format.unpack_from(page, end)[0]
     return PageRecords(records, bool(commit & MISSED_EVENTS), missed_count)
 
 
@@ -347,5 +348,3 @@ def drop_site_reference(
         reason = names.get(parsed.reason, UNKNOWN_REASON.format(parsed.reason))
     return DropSite(0, parsed.location, None, reason)
 
-
-RecordDecoder = Callable[[bytes], DropSite]
