@@ -96,6 +96,7 @@ DROPWATCH_TOOL = "dropwatch"
 # Experiments, not netdm's CLI: where a Python receiver's time goes (see Reader).
 BATCHED_TOOL = "netdm pipeline, batched recv"
 FLOOR_TOOL = "python recv floor"
+MMSG_FLOOR_TOOL = "python recvmmsg floor"
 PROFILED_TOOL = "netdm -q under cProfile"
 TOOL_KEYS = {
     "profile": PROFILED_TOOL,
@@ -104,6 +105,7 @@ TOOL_KEYS = {
     "dropwatch": DROPWATCH_TOOL,
     "batched": BATCHED_TOOL,
     "floor": FLOOR_TOOL,
+    "mmsg-floor": MMSG_FLOOR_TOOL,
 }
 
 
@@ -657,6 +659,11 @@ class PythonFloor(ReaderTool):
         return None
 
 
+class MmsgFloor(PythonFloor):
+    name = MMSG_FLOOR_TOOL
+    kind = "mmsg-floor"
+
+
 class Dropwatch(Tool):
     """Debian's dropwatch in packet mode, driven through its command prompt on stdin."""
 
@@ -999,7 +1006,9 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--pin-tool", type=int, metavar="CPU", help="run the tools on this CPU (pktgen: CPU 0)"
     )
-    parser.add_argument("--reader", choices=("batched", "floor"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--reader", choices=("batched", "floor", "mmsg-floor"), help=argparse.SUPPRESS
+    )
     return parser.parse_args(argv)
 
 
@@ -1098,6 +1107,8 @@ def _new_tool(name: str, scratch: Path, options: argparse.Namespace, kernel: Ker
         return BatchedPipeline(scratch, options.trunc_len, options.queue_len)
     if name == FLOOR_TOOL:
         return PythonFloor(scratch, options.trunc_len, options.queue_len)
+    if name == MMSG_FLOOR_TOOL:
+        return MmsgFloor(scratch, options.trunc_len, options.queue_len)
     return Dropwatch(scratch, options.trunc_len, options.queue_len, kernel.config)
 
 
@@ -1161,6 +1172,38 @@ def reader_main(kind: str, trunc_len: int, queue_len: int) -> int:
     next_stats = time.monotonic() + 1.0
     batched = kind == "batched"
     recv_into = sock.recv_into
+    if kind == "mmsg-floor":
+        from netdm.batch_receive import open_batch_receiver, packet_alert_slot_size
+
+        receiver = open_batch_receiver(sock.fileno(), packet_alert_slot_size(trunc_len) or 65536)
+        if receiver is None:
+            raise BenchError("this libc has no recvmmsg")
+        try:
+            while not stopping.is_set():
+                try:
+                    datagrams, _oversized = receiver.receive()
+                except BlockingIOError:
+                    with contextlib.suppress(InterruptedError):
+                        select.select([sock], [], [], 0.25)
+                    continue
+                except OSError as error:
+                    if error.errno != errno.ENOBUFS:
+                        raise
+                    enobufs += 1
+                    continue
+                for datagram in datagrams:
+                    if len(datagram) >= 20 and datagram[16] == Cmd.PACKET_ALERT:
+                        alerts += 1
+        finally:
+            control.stop(sw=True)
+            if saved is not None:
+                control.set_config(
+                    alert_mode=saved.alert_mode,
+                    trunc_len=saved.trunc_len,
+                    queue_len=saved.queue_len,
+                )
+        print(json.dumps({"type": "floor", "alerts": alerts, "enobufs": enobufs}), flush=True)
+        return 0
     try:
         while not stopping.is_set():
             now = time.time()

@@ -20,9 +20,13 @@ import os
 import select
 import socket
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from netdm.errors import FamilyNotFoundError, KernelRequestError, PermissionDeniedError
 from netdm.proto.constants import EVENTS_GROUP, FAMILY_NAME
+
+if TYPE_CHECKING:
+    from netdm.batch_receive import BatchReceiver
 
 SOL_NETLINK = 270
 NETLINK_ADD_MEMBERSHIP = 1
@@ -58,6 +62,7 @@ class SocketLosses:
     """Cumulative losses on the receiving side of one socket."""
 
     enobufs: int = 0  # recv() calls that failed with ENOBUFS
+    oversized: int = 0  # messages longer than the batch slots: cut by the kernel, lost
     kernel_drops: int | None = None  # /proc/net/netlink Drops column, when readable
 
 
@@ -91,6 +96,7 @@ class NetlinkTransport:
         self.port_id: int = self._socket.getsockname()[0]
         self.losses = SocketLosses()
         self._buffer = bytearray(RECEIVE_SIZE)
+        self._batch_receiver: BatchReceiver | None = None
 
     def _resolve(self, genlmsg: type) -> FamilyFeatures:
         sock = self._pyroute2_socket
@@ -173,6 +179,53 @@ class NetlinkTransport:
             return self._receive_queued()
         except BlockingIOError:
             return None
+
+    def enable_batches(self, largest_message: int) -> bool:
+        """Receive many datagrams per system call (recvmmsg) from now on.
+
+        ``largest_message`` is the longest message the kernel may send this
+        socket (see :func:`netdm.batch_receive.packet_alert_slot_size`).
+        False where libc has no recvmmsg: :meth:`receive_many` then takes one
+        datagram per call, as before.
+        """
+        from netdm.batch_receive import open_batch_receiver
+
+        self._batch_receiver = open_batch_receiver(self._socket.fileno(), largest_message)
+        return self._batch_receiver is not None
+
+    def receive_many(self, timeout: float | None, limit: int) -> list[bytes]:
+        """The datagrams queued now (up to about ``limit``), waiting up to ``timeout`` for one.
+
+        An empty list when ``timeout`` passed or messages were lost (counted
+        in :attr:`losses`, never raised).  With batches enabled one system
+        call takes them all; otherwise one :meth:`receive` per datagram.
+        """
+        receiver = self._batch_receiver
+        if receiver is None:
+            datagrams = []
+            datagram = self.receive(timeout)
+            while datagram is not None:
+                datagrams.append(datagram)
+                datagram = self.receive(0) if len(datagrams) < limit else None
+            return datagrams
+        for attempt in range(2):
+            try:
+                datagrams, oversized = receiver.receive()
+            except BlockingIOError:
+                if attempt or not timeout or timeout <= 0:
+                    return []
+                ready, _, _ = select.select([self._socket], [], [], timeout)
+                if not ready:
+                    return []
+                continue
+            except OSError as error:
+                if error.errno == errno.ENOBUFS:
+                    self.losses.enobufs += 1
+                    return []
+                raise
+            self.losses.oversized += len(oversized)
+            return datagrams
+        return []
 
     def _receive_queued(self) -> bytes | None:
         """The next queued datagram; BlockingIOError when there is none."""
