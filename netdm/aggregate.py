@@ -101,7 +101,10 @@ class LossCounts:
     """What the client knows it missed in a window.
 
     ``enobufs``: times the socket receive buffer overflowed (each lost one or
-    more notifications, how many is unknown).  ``decode_errors``: messages
+    more notifications).  ``socket_dropped``: how many notifications the
+    kernel discarded because that buffer was full, exactly (the socket's
+    ``Drops`` counter in /proc/net/netlink; 0 where it cannot be read, and in
+    replays, which do not record it).  ``decode_errors``: messages
     that could not be decoded.  ``sw_tail_drops`` / ``hw_tail_drops``:
     packets the kernel's per-CPU queues dropped in packet mode (deltas of
     ``NET_DM_ATTR_STATS`` / ``HW_STATS``).  ``tracefs_lost``: drop events
@@ -114,12 +117,14 @@ class LossCounts:
     sw_tail_drops: int = 0
     hw_tail_drops: int = 0
     tracefs_lost: int = 0
+    socket_dropped: int = 0
 
     @property
     def any(self) -> bool:
         """Whether anything at all was lost."""
         return bool(
             self.enobufs
+            or self.socket_dropped
             or self.decode_errors
             or self.sw_tail_drops
             or self.hw_tail_drops
@@ -348,10 +353,18 @@ class IntervalAggregator:
         sw_tail_drops: int = 0,
         hw_tail_drops: int = 0,
         tracefs_lost: int = 0,
+        socket_dropped: int = 0,
         now: float,
     ) -> list[IntervalSummary]:
         """Record what was lost at ``now``: see :class:`LossCounts` for the meanings."""
-        counts = (enobufs, decode_errors, sw_tail_drops, hw_tail_drops, tracefs_lost)
+        counts = (
+            enobufs,
+            decode_errors,
+            sw_tail_drops,
+            hw_tail_drops,
+            tracefs_lost,
+            socket_dropped,
+        )
         if min(counts) < 0:
             raise ValueError(f"loss counts cannot be negative: {counts}")
         closed = self.tick(now)
@@ -362,6 +375,7 @@ class IntervalAggregator:
             sw_tail_drops=losses.sw_tail_drops + sw_tail_drops,
             hw_tail_drops=losses.hw_tail_drops + hw_tail_drops,
             tracefs_lost=losses.tracefs_lost + tracefs_lost,
+            socket_dropped=losses.socket_dropped + socket_dropped,
         )
         return closed
 

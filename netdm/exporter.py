@@ -75,6 +75,7 @@ class _Counts:
     drops: dict[DropKey, int]
     rx_dropped_detections: int
     enobufs: int
+    socket_dropped: int
     decode_errors: int
     tail_drops: dict[str, int]
     tracefs_lost: int
@@ -121,6 +122,7 @@ class DropMetrics:
         self._drops: dict[DropKey, int] = {}
         self._rx_dropped_detections = 0
         self._enobufs = 0
+        self._socket_dropped = 0
         self._decode_errors = 0
         self._tail_drops = dict.fromkeys(ORIGINS, 0)
         self._tracefs_lost = 0
@@ -162,6 +164,7 @@ class DropMetrics:
                     self._drops[key] = self._drops.get(key, 0) + entry.count
             self._rx_dropped_detections += rx_dropped
             self._enobufs += losses.enobufs
+            self._socket_dropped += losses.socket_dropped
             self._decode_errors += losses.decode_errors
             self._tail_drops["sw"] += losses.sw_tail_drops
             self._tail_drops["hw"] += losses.hw_tail_drops
@@ -213,6 +216,7 @@ class DropMetrics:
                 drops=dict(self._drops),
                 rx_dropped_detections=self._rx_dropped_detections,
                 enobufs=self._enobufs,
+                socket_dropped=self._socket_dropped,
                 decode_errors=self._decode_errors,
                 tail_drops=dict(self._tail_drops),
                 tracefs_lost=self._tracefs_lost,
@@ -254,6 +258,13 @@ class DropMetrics:
             "Times netdm's netlink socket receive buffer overflowed (ENOBUFS); each lost "
             "one or more drop notifications, so drop counts are low.",
             value=counts.enobufs,
+        )
+        yield CounterMetricFamily(
+            "netdm_socket_dropped_notifications",
+            "Drop notifications lost because netdm's netlink socket receive buffer was full "
+            "(the kernel's exact count, 0 where /proc/net/netlink is unreadable); the drops "
+            "they carried are missing from netdm_drops_total.",
+            value=counts.socket_dropped,
         )
         yield CounterMetricFamily(
             "netdm_decode_errors",

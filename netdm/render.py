@@ -21,7 +21,7 @@ local time; intervals without drops or losses print nothing)::
     1 packet dropped at tcp_v4_rcv
     7 packets dropped by hardware trap blackhole_route
     2 times a device's rx_dropped counter grew (driver drops, count unknown)
-    (lost: 3 packets (kernel queue full), some notifications (socket buffer overflowed 2 times))
+    (lost: 3 packets (kernel queue full), 5210 notifications (socket buffer overflowed 2 times))
     Stopping dropped packet monitor
     Total: 1776 packets dropped in 3 intervals
 
@@ -40,8 +40,8 @@ JSON lines (:class:`JsonRenderer`), one object per line, ASCII only::
      "entries":[{"origin":"sw","address":"0xffffffff81a2c3ea","symbol":"unix_stream_recvmsg",
                  "offset":26,"module":null,"reason":null,"count":1762}],
      "hw_entries":[{"origin":"hw","trap":"blackhole_route","trap_group":null,"count":7}],
-     "lost":{"enobufs":0,"decode_errors":0,"sw_tail_drops":0,"hw_tail_drops":0,
-             "tracefs_lost":0},
+     "lost":{"enobufs":0,"socket_dropped":0,"decode_errors":0,"sw_tail_drops":0,
+             "hw_tail_drops":0,"tracefs_lost":0},
      "total":1769}
     {"type":"stop","intervals":3,"total":1776,"lost":{...},"filtered":0}
 
@@ -146,6 +146,9 @@ class RunTotalsView(Protocol):
     def enobufs(self) -> int: ...
 
     @property
+    def socket_dropped(self) -> int: ...
+
+    @property
     def tracefs_lost(self) -> int: ...
 
 
@@ -183,9 +186,18 @@ def _loss_phrases(losses: LossCounts) -> list[str]:
             f"{_plural(losses.hw_tail_drops, 'hardware packet', 'hardware packets')}"
             " (kernel queue full)"
         )
+    # The exact count (the socket's Drops counter) when netdm could read it; ENOBUFS
+    # alone only says that the buffer overflowed, not how much was lost each time.
+    notifications = (
+        _plural(losses.socket_dropped, "notification", "notifications")
+        if losses.socket_dropped
+        else "some notifications"
+    )
     if losses.enobufs:
         overflows = _plural(losses.enobufs, "time", "times")
-        phrases.append(f"some notifications (socket buffer overflowed {overflows})")
+        phrases.append(f"{notifications} (socket buffer overflowed {overflows})")
+    elif losses.socket_dropped:
+        phrases.append(f"{notifications} (socket buffer full)")
     if losses.decode_errors:
         phrases.append(_plural(losses.decode_errors, "undecodable message", "undecodable messages"))
     if losses.tracefs_lost:
@@ -319,6 +331,7 @@ class TextRenderer:
 def _run_losses(totals: RunTotalsView) -> LossCounts:
     return LossCounts(
         enobufs=totals.enobufs,
+        socket_dropped=totals.socket_dropped,
         decode_errors=totals.decode_errors,
         sw_tail_drops=totals.sw_tail_drops,
         hw_tail_drops=totals.hw_tail_drops,
@@ -333,6 +346,7 @@ def _json_text(value: str | None) -> str | None:
 def _lost_object(losses: LossCounts) -> dict[str, int]:
     return {
         "enobufs": losses.enobufs,
+        "socket_dropped": losses.socket_dropped,
         "decode_errors": losses.decode_errors,
         "sw_tail_drops": losses.sw_tail_drops,
         "hw_tail_drops": losses.hw_tail_drops,

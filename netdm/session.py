@@ -17,7 +17,9 @@ end of the run, are stamped with the end).  Replay feeds the records at their
 timestamps, starts its windows where the live run started them (at the ack
 of START, or at the first reply when netdm only listened) and ends at the
 last record (the STOP exchange, stamped with the end), so it prints the same
-summaries.
+summaries.  What the events socket lost is the exception: notifications the
+kernel never queued are not in the capture, nor are ENOBUFS or the socket's
+``Drops`` counter, so a replay counts ``enobufs`` and ``socket_dropped`` as 0.
 """
 
 from __future__ import annotations
@@ -55,6 +57,10 @@ END_EPSILON_NS = 1_000_000
 RECORD_FLUSH_SECONDS = 1.0
 # How often packet mode reads the kernel's tail-drop counters (STATS_GET).
 STATS_POLL_SECONDS = 1.0
+# The events socket's Drops counter (/proc/net/netlink, a table scan) is read at every
+# interval's end, at the end of the run, and after a new ENOBUFS, but for ENOBUFS at most
+# this often: a reader that keeps overflowing sees ENOBUFS many times a second.
+SOCKET_DROPS_MIN_GAP = 1.0
 # In a storm, datagrams already queued are taken this many at a time before the
 # per-pass work (clock, losses, STATS poll, window tick, capture flush) runs again.
 RECEIVE_BATCH = 256
@@ -77,6 +83,7 @@ class RunTotals:
     drops: int = 0
     decode_errors: int = 0
     enobufs: int = 0
+    socket_dropped: int = 0  # notifications the kernel could not queue on netdm's socket
     sw_tail_drops: int = 0
     hw_tail_drops: int = 0
     tracefs_lost: int = 0  # tracepoint source: events its ring buffers had no room for
@@ -180,20 +187,33 @@ class Pipeline:
             )
 
     def add_losses(
-        self, now: float, *, enobufs: int = 0, decode_errors: int = 0, tracefs_lost: int = 0
+        self,
+        now: float,
+        *,
+        enobufs: int = 0,
+        socket_dropped: int = 0,
+        decode_errors: int = 0,
+        tracefs_lost: int = 0,
     ) -> None:
-        if enobufs or decode_errors or tracefs_lost:
+        if enobufs or socket_dropped or decode_errors or tracefs_lost:
             self.totals.enobufs += enobufs
+            self.totals.socket_dropped += socket_dropped
             self.totals.decode_errors += decode_errors
             self.totals.tracefs_lost += tracefs_lost
             self._emit(
                 self._aggregator.add_losses(
                     enobufs=enobufs,
+                    socket_dropped=socket_dropped,
                     decode_errors=decode_errors,
                     tracefs_lost=tracefs_lost,
                     now=now,
                 )
             )
+
+    @property
+    def open_window(self) -> tuple[float, float]:
+        """``(start, end)`` of the window being counted: a time in it adds to it."""
+        return self._aggregator.open_window
 
     def tick(self, now: float) -> None:
         self._emit(self._aggregator.tick(now))
@@ -317,6 +337,10 @@ class LiveMonitor:
         self._last_flush = time.monotonic()
         self._control: KernelControl | None = None  # packet mode: polled for tail drops
         self._next_stats_poll = time.monotonic() + STATS_POLL_SECONDS
+        # The events socket's Drops counter when last read; None: /proc/net/netlink unreadable.
+        self._socket_drops_seen: int | None = None
+        self._enobufs_seen = 0
+        self._next_socket_drops_read = 0.0  # monotonic; only limits the reads after ENOBUFS
 
     # ------------------------------------------------------------------ recording
 
@@ -391,6 +415,7 @@ class LiveMonitor:
                     )
             # Join before START so that no alert sent right after START is missed.
             events_socket.join_events()
+            self._socket_drops_seen = events_socket.read_kernel_drops()
             baseline = None
             if settings.packet_mode and not settings.passive:
                 # Tail drops are cumulative since module load: count from here.
@@ -408,8 +433,12 @@ class LiveMonitor:
             end_ns = self._receive_until_done(pipeline, events_socket, start_ns)
             if started and not self.stop.urgent:
                 self._drain_kernel_batches(pipeline, events_socket, end_ns)
-            self._next_stats_poll = 0.0  # the last interval's tail drops too
-            self._poll_kernel_stats(pipeline, seconds(within_run(end_ns, end_ns)))
+            # The last interval's losses, those of the drain included.
+            last_instant = seconds(within_run(end_ns, end_ns))
+            self._next_stats_poll = 0.0
+            self._poll_kernel_stats(pipeline, last_instant)
+            self._count_enobufs(pipeline, events_socket, last_instant)
+            self._read_socket_drops(pipeline, events_socket, last_instant)
             self._frozen_record_ns = end_ns
             pipeline.finish(seconds(end_ns))
             return pipeline.totals
@@ -446,12 +475,43 @@ class LiveMonitor:
         if counters is not None:
             pipeline.kernel_stats(counters.sw_dropped, counters.hw_dropped, now)
 
+    def _count_enobufs(
+        self, pipeline: Pipeline, events_socket: NetlinkTransport, now: float
+    ) -> None:
+        """New ENOBUFS since the last look; then how many notifications they cost."""
+        enobufs = events_socket.losses.enobufs
+        if enobufs == self._enobufs_seen:
+            return
+        pipeline.add_losses(now, enobufs=enobufs - self._enobufs_seen)
+        self._enobufs_seen = enobufs
+        if time.monotonic() >= self._next_socket_drops_read:
+            self._read_socket_drops(pipeline, events_socket, now)
+
+    def _read_socket_drops(
+        self, pipeline: Pipeline, events_socket: NetlinkTransport, now: float
+    ) -> None:
+        """Count the notifications the kernel discarded for the events socket since last read.
+
+        ENOBUFS only says that the receive queue overflowed; while it stays
+        congested the kernel discards every notification for the socket and
+        counts each in the socket's ``Drops`` (``sk_drops``).  The growth since
+        the last read goes to the window ``now`` falls in.
+        """
+        if self._socket_drops_seen is None:  # /proc/net/netlink unreadable: ENOBUFS only
+            return
+        dropped = events_socket.read_kernel_drops()
+        if dropped is None:
+            return
+        self._next_socket_drops_read = time.monotonic() + SOCKET_DROPS_MIN_GAP
+        if dropped > self._socket_drops_seen:
+            pipeline.add_losses(now, socket_dropped=dropped - self._socket_drops_seen)
+        self._socket_drops_seen = dropped
+
     def _receive_until_done(
         self, pipeline: Pipeline, events_socket: NetlinkTransport, start_ns: int
     ) -> int:
         """Receive until duration, count or a stop request; return the end time (ns)."""
         deadline_ns = self.settings.deadline_ns(start_ns)
-        enobufs_seen = 0
         while True:
             now_ns = self._clock_ns()
             if self.stop.requested:
@@ -464,15 +524,16 @@ class LiveMonitor:
             datagram = events_socket.receive(wait)
             now_ns = within_run(self._clock_ns(), deadline_ns)
             now = seconds(now_ns)
+            window_start, window_end = pipeline.open_window
+            if now >= window_end:  # the window closes below: its socket losses go in it first
+                self._read_socket_drops(pipeline, events_socket, window_start)
             taken = 0
             while datagram is not None:  # and what else is queued now, up to a batch
                 self._record_event(datagram, now_ns)
                 pipeline.feed(datagram, now)
                 taken += 1
                 datagram = events_socket.receive(0) if taken < RECEIVE_BATCH else None
-            if events_socket.losses.enobufs != enobufs_seen:
-                pipeline.add_losses(now, enobufs=events_socket.losses.enobufs - enobufs_seen)
-                enobufs_seen = events_socket.losses.enobufs
+            self._count_enobufs(pipeline, events_socket, now)
             self._poll_kernel_stats(pipeline, now)
             pipeline.tick(now)
             self._flush_recording()

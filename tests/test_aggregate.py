@@ -297,18 +297,33 @@ def test_losses_add_up_per_window() -> None:
     aggregator = IntervalAggregator(5, START)
     aggregator.add_losses(enobufs=1, now=START)
     aggregator.add_losses(enobufs=2, decode_errors=1, sw_tail_drops=30, now=START + 1)
+    aggregator.add_losses(socket_dropped=700, now=START + 2)
+    aggregator.add_losses(socket_dropped=50, now=START + 3)
     closed = aggregator.add_losses(hw_tail_drops=4, now=START + 6)
-    assert closed[0].losses == LossCounts(enobufs=3, decode_errors=1, sw_tail_drops=30)
+    assert closed[0].losses == LossCounts(
+        enobufs=3, decode_errors=1, sw_tail_drops=30, socket_dropped=750
+    )
     assert not closed[0].quiet
     assert closed[0].total == 0
+    aggregator.add_losses(socket_dropped=1, now=START + 6.5)
     last = aggregator.flush(START + 7)
     assert last is not None
-    assert last.losses == LossCounts(hw_tail_drops=4)
+    assert last.losses == LossCounts(hw_tail_drops=4, socket_dropped=1)
+
+
+def test_socket_drops_alone_make_a_window_lossy() -> None:
+    aggregator = IntervalAggregator(5, START)
+    aggregator.add_losses(socket_dropped=3, now=START + 1)
+    [closed] = aggregator.tick(START + 5)
+    assert closed.losses.any and not closed.quiet
+    assert closed.losses.socket_dropped == 3
 
 
 def test_negative_losses_are_refused() -> None:
     with pytest.raises(ValueError):
         IntervalAggregator(5, START).add_losses(enobufs=-1, now=START)
+    with pytest.raises(ValueError):
+        IntervalAggregator(5, START).add_losses(socket_dropped=-1, now=START)
 
 
 # --- determinism

@@ -122,6 +122,9 @@ def test_packet_mode_replay_matches_the_schema(validator: Any, options: list[str
     assert ("packet" in kinds) != ("--summaries-only" in options)
     assert_valid(validator, objects, " ".join(options) or "plain replay")
     assert_stream_order(objects, " ".join(options) or "plain replay")
+    # Every lost object carries socket_dropped; a capture does not record it: 0 (json.md).
+    losses = [obj["lost"] for obj in objects if "lost" in obj]
+    assert losses and all(lost["socket_dropped"] == 0 for lost in losses)
 
 
 def doc_examples() -> list[tuple[str, Objects]]:
@@ -151,6 +154,11 @@ def test_the_schema_rejects_what_version_1_does_not_have(validator: Any) -> None
     stop = {"type": "stop", "intervals": 1, "total": 0, "filtered": 0}
     assert validator.is_valid({**stop, "lost": {**lost, "tracefs_lost": 0}})
     assert not validator.is_valid({**stop, "lost": lost})  # tracefs_lost is required
+    # socket_dropped came later within version 1: netdm writes it, older outputs lack it.
+    exact = {**lost, "tracefs_lost": 0, "socket_dropped": 945483}
+    assert validator.is_valid({**stop, "lost": exact})
+    assert not validator.is_valid({**stop, "lost": {**exact, "socket_dropped": -1}})
+    assert not validator.is_valid({**stop, "lost": {**exact, "socket_drops": 1}})
     start = {"type": "start", "version": 1, "source": "netdm", "symbols": "no symbols"}
     assert validator.is_valid(start)
     assert not validator.is_valid({**start, "version": 2})

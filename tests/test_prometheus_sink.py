@@ -132,15 +132,23 @@ def test_packet_mode_counts_by_reason_and_hardware_by_trap() -> None:
 def test_loss_counters_and_rx_dropped_detections_are_kept_apart_from_drops() -> None:
     metrics = DropMetrics(SYMBOLS)
     metrics.interval(
-        summary(0, sw(0, 3), sw(UDP4, 2), losses=LossCounts(enobufs=2, decode_errors=1))
+        summary(
+            0,
+            sw(0, 3),
+            sw(UDP4, 2),
+            losses=LossCounts(enobufs=2, socket_dropped=1500, decode_errors=1),
+        )
     )
     metrics.interval(summary(1, losses=LossCounts(sw_tail_drops=40, hw_tail_drops=5)))
-    metrics.interval(summary(2, losses=LossCounts(sw_tail_drops=2, tracefs_lost=9)))
+    metrics.interval(
+        summary(2, losses=LossCounts(sw_tail_drops=2, tracefs_lost=9, socket_dropped=20))
+    )
     samples = scrape(metrics)
     # pc 0 counts detections of a device's rx_dropped growth, not packets.
     assert drops(samples) == {("sw", "__udp4_lib_rcv", ""): 2}
     assert value(samples, "netdm_device_rx_dropped_detections_total") == 3
     assert value(samples, "netdm_socket_overflows_total") == 2
+    assert value(samples, "netdm_socket_dropped_notifications_total") == 1520
     assert value(samples, "netdm_decode_errors_total") == 1
     assert value(samples, "netdm_kernel_queue_drops_total", origin="sw") == 42
     assert value(samples, "netdm_kernel_queue_drops_total", origin="hw") == 5
@@ -154,6 +162,7 @@ def test_counters_exist_at_zero_before_anything_happened() -> None:
     for name in (
         "netdm_device_rx_dropped_detections_total",
         "netdm_socket_overflows_total",
+        "netdm_socket_dropped_notifications_total",
         "netdm_decode_errors_total",
         "netdm_tracefs_lost_total",
         "netdm_intervals_total",

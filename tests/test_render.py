@@ -65,6 +65,7 @@ class Totals:
     hw_tail_drops: int = 0
     tracefs_lost: int = 0
     filtered: int = 0
+    socket_dropped: int = 0
 
 
 def text_renderer(*, verbose: bool = False) -> tuple[TextRenderer, io.StringIO, io.StringIO]:
@@ -187,6 +188,26 @@ def test_losses_line() -> None:
     ]
 
 
+def test_exact_socket_losses_replace_some_notifications() -> None:
+    """With the socket's Drops counter read, the line says how many notifications were lost."""
+    renderer, _out, _err = text_renderer()
+    both = renderer.interval_lines(interval(losses=LossCounts(enobufs=21, socket_dropped=945483)))
+    assert both == ["(lost: 945483 notifications (socket buffer overflowed 21 times))"]
+    # Drops read in a later window than the ENOBUFS that announced them: no overflow count.
+    alone = renderer.interval_lines(interval(losses=LossCounts(socket_dropped=1)))
+    assert alone == ["(lost: 1 notification (socket buffer full))"]
+
+
+def test_stop_with_exact_socket_losses() -> None:
+    renderer, out, _err = text_renderer()
+    renderer.stop(Totals(intervals=4, drops=300, enobufs=3, socket_dropped=353387, sw_tail_drops=2))
+    assert out.getvalue() == (
+        "Stopping dropped packet monitor\n"
+        "Total: 300 packets dropped in 4 intervals (lost: 2 packets (kernel queue full), "
+        "353387 notifications (socket buffer overflowed 3 times))\n"
+    )
+
+
 def test_quiet_intervals_print_nothing_but_losses_alone_do() -> None:
     renderer, out, _err = text_renderer()
     renderer.interval(interval())
@@ -243,10 +264,10 @@ def test_json_schema() -> None:
             DropCount(DropLocation(function="nlmon_xmit", module="nlmon"), 1),
             sw(0xFFFFFFFF80ABCDEF, 1),
             hw("blackhole_route", 7),
-            losses=LossCounts(enobufs=1),
+            losses=LossCounts(enobufs=1, socket_dropped=40),
         )
     )
-    renderer.stop(Totals(intervals=1, drops=1773, enobufs=1))
+    renderer.stop(Totals(intervals=1, drops=1773, enobufs=1, socket_dropped=40))
     text = out.getvalue()
     assert text.isascii()
     records = [json.loads(line) for line in text.splitlines()]
@@ -305,6 +326,7 @@ def test_json_schema() -> None:
         "hw_entries": [{"origin": "hw", "trap": "blackhole_route", "trap_group": None, "count": 7}],
         "lost": {
             "enobufs": 1,
+            "socket_dropped": 40,
             "decode_errors": 0,
             "sw_tail_drops": 0,
             "hw_tail_drops": 0,
@@ -318,6 +340,7 @@ def test_json_schema() -> None:
         "total": 1773,
         "lost": {
             "enobufs": 1,
+            "socket_dropped": 40,
             "decode_errors": 0,
             "sw_tail_drops": 0,
             "hw_tail_drops": 0,

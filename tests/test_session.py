@@ -42,6 +42,11 @@ class FakeKernel:
     pending_alerts: deque[bytes] = field(default_factory=deque)
     alerts_when_started: list[bytes] = field(default_factory=list)
     enobufs_when_started: int = 0
+    # The events socket's Drops counter (/proc/net/netlink): grows at START and with each alert.
+    socket_drops_at_join: int = 0
+    socket_drops_when_started: int = 0
+    socket_drops_per_alert: int = 0
+    netlink_table_readable: bool = True
     start_error: int = 0
     listeners: list[FakeTransport] = field(default_factory=list)
 
@@ -83,6 +88,7 @@ class FakeKernel:
                 self.pending_alerts.extend(self.alerts_when_started)
                 for listener in self.listeners:
                     listener.losses.enobufs += self.enobufs_when_started
+                    listener.kernel_drops += self.socket_drops_when_started
         elif cmd == Cmd.STOP:
             self.running = False
             self.pending_alerts.clear()  # STOP discards unsent batches
@@ -113,6 +119,8 @@ class FakeTransport:
         self.losses = netdm.transport.SocketLosses()
         self.replies: deque[bytes] = deque()
         self.joined = False
+        self.kernel_drops = 0
+        self.drops_reads = 0
 
     def __enter__(self) -> FakeTransport:
         return self
@@ -125,6 +133,7 @@ class FakeTransport:
 
     def join_events(self) -> None:
         self.joined = True
+        self.kernel_drops = self.kernel.socket_drops_at_join
         self.kernel.listeners.append(self)
 
     def send(self, data: bytes) -> None:
@@ -134,9 +143,14 @@ class FakeTransport:
         if self.replies:
             return self.replies.popleft()
         if self.joined and self.kernel.running and self.kernel.pending_alerts:
+            self.kernel_drops += self.kernel.socket_drops_per_alert
             return self.kernel.pending_alerts.popleft()
         time.sleep(min(timeout or 0.0, 0.02))
         return None
+
+    def read_kernel_drops(self) -> int | None:
+        self.drops_reads += 1
+        return self.kernel_drops if self.kernel.netlink_table_readable else None
 
 
 @pytest.fixture
@@ -231,6 +245,74 @@ def test_undecodable_datagrams_and_enobufs_are_counted(kernel: FakeKernel) -> No
     assert sum(interval.losses.decode_errors for interval in intervals) == 1
     assert sum(interval.losses.enobufs for interval in intervals) == 2
     assert counted(intervals) == 1
+
+
+def test_socket_drops_give_the_exact_loss_beside_enobufs(kernel: FakeKernel) -> None:
+    kernel.alerts_when_started = [summary_alert(1)]
+    kernel.enobufs_when_started = 2
+    kernel.socket_drops_when_started = 300
+    monitor, intervals = run_monitor(WatchSettings(interval=0.2, duration=0.5))
+    assert monitor.pipeline is not None
+    assert monitor.pipeline.totals.socket_dropped == 300
+    assert monitor.pipeline.totals.enobufs == 2
+    # Read when the ENOBUFS was seen: the exact count lands in the same window.
+    [lossy] = [interval for interval in intervals if interval.losses.any]
+    assert (lossy.losses.enobufs, lossy.losses.socket_dropped) == (2, 300)
+
+
+def test_socket_drops_before_monitoring_are_not_counted(kernel: FakeKernel) -> None:
+    kernel.socket_drops_at_join = 1000  # what the counter says before START: the baseline
+    kernel.socket_drops_when_started = 12
+    monitor, intervals = run_monitor(WatchSettings(interval=0.2, duration=0.5))
+    assert monitor.pipeline is not None
+    assert monitor.pipeline.totals.socket_dropped == 12
+    assert sum(interval.losses.socket_dropped for interval in intervals) == 12
+
+
+def test_socket_drops_at_the_end_go_to_the_last_interval(kernel: FakeKernel) -> None:
+    """No ENOBUFS and no interval boundary: only the read at stop sees them."""
+    kernel.alerts_when_started = [summary_alert(1), summary_alert(1)]
+    kernel.socket_drops_per_alert = 9
+    monitor, intervals = run_monitor(WatchSettings(interval=10.0, duration=0.3))
+    assert monitor.pipeline is not None
+    [last] = intervals
+    assert last.partial
+    assert last.losses.socket_dropped == 18 == monitor.pipeline.totals.socket_dropped
+    assert last.losses.enobufs == 0
+
+
+def test_socket_drops_are_read_at_each_interval_boundary(kernel: FakeKernel) -> None:
+    """Drops without ENOBUFS (a congested socket keeps dropping) reach the window they were in."""
+
+    def drop_40() -> None:
+        for listener in kernel.listeners:
+            listener.kernel_drops += 40
+
+    timer = threading.Timer(1.0, drop_40)
+    timer.start()
+    try:
+        monitor, intervals = run_monitor(WatchSettings(interval=0.5, duration=2.0))
+    finally:
+        timer.cancel()
+    events_socket = kernel.listeners[0]
+    assert events_socket.drops_reads >= 1 + 3 + 1  # baseline, three boundaries, stop
+    lossy = [number for number, i in enumerate(intervals) if i.losses.socket_dropped]
+    assert [intervals[number].losses.socket_dropped for number in lossy] == [40]
+    # Not the first window (closed before the drops), not the last (the stop read).
+    assert 0 < lossy[0] < len(intervals) - 1
+
+
+def test_unreadable_netlink_table_leaves_enobufs_alone(kernel: FakeKernel) -> None:
+    kernel.netlink_table_readable = False
+    kernel.alerts_when_started = [summary_alert(1)]
+    kernel.enobufs_when_started = 3
+    kernel.socket_drops_when_started = 300
+    monitor, intervals = run_monitor(WatchSettings(interval=0.2, duration=0.5))
+    assert monitor.pipeline is not None
+    assert monitor.pipeline.totals.enobufs == 3
+    assert monitor.pipeline.totals.socket_dropped == 0
+    assert kernel.listeners[0].drops_reads == 1  # tried once, then never again
+    assert sum(interval.losses.enobufs for interval in intervals) == 3
 
 
 def test_count_ends_after_that_many_intervals(kernel: FakeKernel) -> None:
