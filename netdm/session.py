@@ -340,6 +340,7 @@ class LiveMonitor:
         # The events socket's Drops counter when last read; None: /proc/net/netlink unreadable.
         self._socket_drops_seen: int | None = None
         self._enobufs_seen = 0
+        self._oversized_seen = 0
         self._next_socket_drops_read = 0.0  # monotonic; only limits the reads after ENOBUFS
 
     # ------------------------------------------------------------------ recording
@@ -415,6 +416,12 @@ class LiveMonitor:
                     )
             # Join before START so that no alert sent right after START is missed.
             events_socket.join_events()
+            from netdm.batch_receive import packet_alert_slot_size  # ctypes: live runs only
+
+            largest_alert = packet_alert_slot_size(settings.trunc_len)
+            if settings.packet_mode and not settings.passive and largest_alert is not None:
+                # A storm's alerts, many per system call (netdm set the length that bounds them).
+                events_socket.enable_batches(largest_alert)
             self._socket_drops_seen = events_socket.read_kernel_drops()
             baseline = None
             if settings.packet_mode and not settings.passive:
@@ -437,6 +444,7 @@ class LiveMonitor:
             last_instant = seconds(within_run(end_ns, end_ns))
             self._next_stats_poll = 0.0
             self._poll_kernel_stats(pipeline, last_instant)
+            self._count_oversized(pipeline, events_socket, last_instant)
             self._count_enobufs(pipeline, events_socket, last_instant)
             self._read_socket_drops(pipeline, events_socket, last_instant)
             self._frozen_record_ns = end_ns
@@ -474,6 +482,15 @@ class LiveMonitor:
         counters = self._control.get_stats()
         if counters is not None:
             pipeline.kernel_stats(counters.sw_dropped, counters.hw_dropped, now)
+
+    def _count_oversized(
+        self, pipeline: Pipeline, events_socket: NetlinkTransport, now: float
+    ) -> None:
+        """Messages longer than the batch slots: cut by the kernel, so undecodable."""
+        oversized = events_socket.losses.oversized
+        if oversized != self._oversized_seen:
+            pipeline.add_losses(now, decode_errors=oversized - self._oversized_seen)
+            self._oversized_seen = oversized
 
     def _count_enobufs(
         self, pipeline: Pipeline, events_socket: NetlinkTransport, now: float
@@ -521,18 +538,16 @@ class LiveMonitor:
             wait = MAX_WAIT
             if deadline_ns is not None:
                 wait = min(wait, seconds(deadline_ns - now_ns))
-            datagram = events_socket.receive(wait)
+            datagrams = events_socket.receive_many(wait, RECEIVE_BATCH)
             now_ns = within_run(self._clock_ns(), deadline_ns)
             now = seconds(now_ns)
             window_start, window_end = pipeline.open_window
             if now >= window_end:  # the window closes below: its socket losses go in it first
                 self._read_socket_drops(pipeline, events_socket, window_start)
-            taken = 0
-            while datagram is not None:  # and what else is queued now, up to a batch
+            for datagram in datagrams:
                 self._record_event(datagram, now_ns)
                 pipeline.feed(datagram, now)
-                taken += 1
-                datagram = events_socket.receive(0) if taken < RECEIVE_BATCH else None
+            self._count_oversized(pipeline, events_socket, now)
             self._count_enobufs(pipeline, events_socket, now)
             self._poll_kernel_stats(pipeline, now)
             pipeline.tick(now)
@@ -548,8 +563,7 @@ class LiveMonitor:
             remaining = grace_end - time.monotonic()
             if remaining <= 0:
                 return
-            datagram = events_socket.receive(min(remaining, MAX_WAIT))
-            if datagram is not None:
+            for datagram in events_socket.receive_many(min(remaining, MAX_WAIT), RECEIVE_BATCH):
                 self._record_event(datagram, last_instant_ns)
                 pipeline.feed(datagram, seconds(last_instant_ns))
 

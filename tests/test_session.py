@@ -25,7 +25,7 @@ from netdm.control import KernelConfig
 from netdm.errors import AlreadyRunningError, BusyError
 from netdm.proto import encode
 from netdm.proto.constants import AlertMode, Attr, Cmd
-from netdm.proto.events import ConfigReply, DropPoint
+from netdm.proto.events import ConfigReply, DropPoint, StatsReply
 from netdm.session import LiveMonitor, Pipeline, WatchSettings
 
 FAMILY_ID = 0x1C
@@ -42,6 +42,7 @@ class FakeKernel:
     pending_alerts: deque[bytes] = field(default_factory=deque)
     alerts_when_started: list[bytes] = field(default_factory=list)
     enobufs_when_started: int = 0
+    oversized_when_started: int = 0  # messages cut by too-small batch slots
     # The events socket's Drops counter (/proc/net/netlink): grows at START and with each alert.
     socket_drops_at_join: int = 0
     socket_drops_when_started: int = 0
@@ -88,7 +89,10 @@ class FakeKernel:
                 self.pending_alerts.extend(self.alerts_when_started)
                 for listener in self.listeners:
                     listener.losses.enobufs += self.enobufs_when_started
+                    listener.losses.oversized += self.oversized_when_started
                     listener.kernel_drops += self.socket_drops_when_started
+        elif cmd == Cmd.STATS_GET:
+            replies.append(encode.build_stats_new(FAMILY_ID, StatsReply(seq, 0, 0)))
         elif cmd == Cmd.STOP:
             self.running = False
             self.pending_alerts.clear()  # STOP discards unsent batches
@@ -121,6 +125,7 @@ class FakeTransport:
         self.joined = False
         self.kernel_drops = 0
         self.drops_reads = 0
+        self.batch_slot_size: int | None = None
 
     def __enter__(self) -> FakeTransport:
         return self
@@ -147,6 +152,18 @@ class FakeTransport:
             return self.kernel.pending_alerts.popleft()
         time.sleep(min(timeout or 0.0, 0.02))
         return None
+
+    def enable_batches(self, largest_message: int) -> bool:
+        self.batch_slot_size = largest_message
+        return True
+
+    def receive_many(self, timeout: float | None, limit: int) -> list[bytes]:
+        datagrams = []
+        datagram = self.receive(timeout)
+        while datagram is not None:
+            datagrams.append(datagram)
+            datagram = self.receive(0) if len(datagrams) < limit else None
+        return datagrams
 
     def read_kernel_drops(self) -> int | None:
         self.drops_reads += 1
@@ -244,6 +261,42 @@ def test_undecodable_datagrams_and_enobufs_are_counted(kernel: FakeKernel) -> No
     assert monitor.pipeline.totals.enobufs == 2
     assert sum(interval.losses.decode_errors for interval in intervals) == 1
     assert sum(interval.losses.enobufs for interval in intervals) == 2
+    assert counted(intervals) == 1
+
+
+@pytest.mark.parametrize(
+    ("settings", "slot_size"),
+    [
+        (WatchSettings(interval=0.2, duration=0.2, packet_mode=True, trunc_len=64), 64 + 4096),
+        (WatchSettings(interval=0.2, duration=0.2, packet_mode=True, trunc_len=0), None),
+        (WatchSettings(interval=0.2, duration=0.2), None),
+    ],
+    ids=["packet mode", "whole packets", "summary mode"],
+)
+def test_batches_only_where_netdm_bounded_the_alerts(
+    kernel: FakeKernel, settings: WatchSettings, slot_size: int | None
+) -> None:
+    """recvmmsg slots must hold the longest alert: known only when netdm set trunc_len."""
+    run_monitor(settings)
+    [events_socket] = kernel.listeners
+    assert events_socket.batch_slot_size == slot_size
+
+
+def test_passive_packet_mode_takes_one_datagram_per_call(kernel: FakeKernel) -> None:
+    kernel.config = KernelConfig(AlertMode.PACKET, 0, 1000)
+    kernel.running = True  # another tool's trunc_len: no bound known
+    run_monitor(WatchSettings(interval=0.2, duration=0.2, packet_mode=True, passive=True))
+    [events_socket] = kernel.listeners
+    assert events_socket.batch_slot_size is None
+
+
+def test_messages_cut_by_the_batch_slots_are_decode_errors(kernel: FakeKernel) -> None:
+    kernel.alerts_when_started = [summary_alert(1)]
+    kernel.oversized_when_started = 2
+    monitor, intervals = run_monitor(WatchSettings(interval=0.2, duration=0.5))
+    assert monitor.pipeline is not None
+    assert monitor.pipeline.totals.decode_errors == 2
+    assert sum(interval.losses.decode_errors for interval in intervals) == 2
     assert counted(intervals) == 1
 
 
