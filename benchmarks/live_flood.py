@@ -260,6 +260,13 @@ def print_report(report: dict[str, Any], out: Any = sys.stdout) -> None:
         if run.get("locations"):
             where = ", ".join(f"{name} {count:,}" for name, count in run["locations"].items())
             print(f"  drop locations reported: {where}", file=out)
+        if run.get("tool_socket_dropped") is not None:
+            print(
+                f"  losses it reported: socket {run['tool_socket_dropped']:,} "
+                f"(netlink Drops {run['netlink_drops']:,}), kernel queue "
+                f"{_number(run['tool_tail_drops'])} (tail drops {run['tail_drops']:,})",
+                file=out,
+            )
         for note in run["notes"]:
             print(f"  note: {note}", file=out)
         if run.get("profile"):

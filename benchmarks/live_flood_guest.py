@@ -374,6 +374,7 @@ class ToolOutput:
     other_alerts: int = 0  # alerts elsewhere (the guest's own drops)
     enobufs: int | None = None  # how often the tool saw ENOBUFS
     tail_drops: int | None = None  # the kernel's tail drops as the tool reported them
+    socket_dropped: int | None = None  # netdm: the socket losses it reported (Drops column)
     notes: list[str] = field(default_factory=list)
     profile: str | None = None  # the top of a cProfile report
     locations: dict[str, int] = field(default_factory=dict)  # netdm JSON: count per function
@@ -543,6 +544,7 @@ def parse_netdm_json(text: str) -> ToolOutput:
         lost = stop.get("lost", {})
         result.enobufs = lost.get("enobufs")
         result.tail_drops = lost.get("sw_tail_drops")
+        result.socket_dropped = lost.get("socket_dropped")
         if stop.get("total") != result.received + result.other_alerts:
             result.notes.append(
                 f"stop total {stop.get('total')} != sum of intervals "
@@ -769,6 +771,7 @@ class RunResult:
     netlink_drops: int
     tail_drops: int  # STATS sw_dropped, after minus before
     tool_tail_drops: int | None
+    tool_socket_dropped: int | None
     unaccounted: int
     drain_seconds: float
     startup_seconds: float
@@ -899,6 +902,7 @@ def measure(
         netlink_drops=socket_state.drops,
         tail_drops=tail_drops,
         tool_tail_drops=said.tail_drops,
+        tool_socket_dropped=said.socket_dropped,
         unaccounted=generated - said.received - socket_state.drops - tail_drops,
         drain_seconds=drain,
         startup_seconds=startup,
