@@ -709,8 +709,9 @@ def packet_json_line(
     """
     if payload_encoding not in ("hex", "base64"):
         raise ValueError(f"payload_encoding must be 'hex' or 'base64', not {payload_encoding!r}")
-    packet = _headers_of(alert, headers)
     payload = alert.payload
+    proto = alert.proto
+    packet = describe_packet(proto, payload or b"") if headers is None else headers
     if payload is None:
         payload_json = f'"payload_encoding":"{payload_encoding}","payload":null'
     elif payload_encoding == "hex":
@@ -720,6 +721,7 @@ def packet_json_line(
             f'"payload_encoding":"base64","payload":"{base64.b64encode(payload).decode("ascii")}"'
         )
     site_head, site_tail = _drop_site_json(alert, symbols)
+    proto_json = _PROTOS.get(proto) or _proto_json(proto)
     timestamp_ns = alert.timestamp_ns
     orig_len = alert.orig_len
     cookie = alert.flow_action_cookie
@@ -727,7 +729,7 @@ def packet_json_line(
     return (
         f'{{"type":"packet","time":{_time_json(timestamp_ns, tz)},"timestamp_ns":'
         f"{'null' if timestamp_ns is None else timestamp_ns},{site_head},"
-        f'"in_port":{_in_port_json(alert, resolve_ifname)},{_proto_json(alert.proto)},'
+        f'"in_port":{_in_port_json(alert, resolve_ifname)},{proto_json},'
         f'"orig_len":{"null" if orig_len is None else orig_len},'
         f'"captured_len":{0 if payload is None else len(payload)},{payload_json},'
         f'"headers":{_headers_json(packet)},{site_tail},'
@@ -893,34 +895,91 @@ def _attributes_json_text(attributes: Iterable[RawAttribute]) -> str:
 
 
 def _headers_json(h: PacketHeaders) -> str:
-    """:func:`headers_to_json` as JSON text."""
-    flags = h.tcp_flags
-    icmp_type, icmp_code, arp_op = h.icmp_type, h.icmp_code, h.arp_op
-    icmp = None
-    if icmp_type is not None and icmp_code is not None:
-        icmp = icmp_description(h.l4, icmp_type, icmp_code)
-    vlan_ids = h.vlan_ids
-    notes = h.notes
+    """:func:`headers_to_json` as JSON text.
+
+    Two parts repeat in a storm and are not rebuilt field by field: the link
+    and layer-3 fields, from ``link`` to ``ttl`` (cached by those fields),
+    and, for a packet with no TCP, ICMP or ARP header and no note (UDP, say),
+    the constant tail of nulls.
+    """
+    key = (
+        h.link,
+        h.eth_src,
+        h.eth_dst,
+        h.vlan_ids,
+        h.ethertype,
+        h.l3_offset,
+        h.l3,
+        h.src,
+        h.dst,
+        h.ip_proto,
+        h.ttl,
+    )
+    head = _HEADER_HEADS.get(key)
+    if head is None:
+        head = _remember(_HEADER_HEADS, key, _headers_head_json(h))
+    ip_length, fragment_offset = h.ip_length, h.fragment_offset
+    l4, l4_offset, sport, dport = h.l4, h.l4_offset, h.sport, h.dport
     null = "null"
+    return (
+        f'{head}"ip_length":{null if ip_length is None else ip_length},'
+        f'"fragment_offset":{null if fragment_offset is None else fragment_offset},'
+        f'"more_fragments":{"true" if h.more_fragments else "false"},'
+        f'"l4":{null if l4 is None else _json_text(l4)},'
+        f'"l4_offset":{null if l4_offset is None else l4_offset},'
+        f'"sport":{null if sport is None else sport},"dport":{null if dport is None else dport},'
+        f"{_headers_tail_json(h)}"
+    )
+
+
+_HEADER_HEADS: dict[tuple[Any, ...], str] = {}  # link and layer-3 fields -> their JSON
+# The tail of a packet with no TCP, ICMP or ARP fields and no notes.
+_NO_TRANSPORT_DETAILS_JSON = (
+    '"tcp_flags":null,"tcp_flags_text":null,"seq":null,"ack":null,'
+    '"icmp_type":null,"icmp_code":null,"icmp_description":null,'
+    '"arp_op":null,"arp_op_name":null,"arp_sender_mac":null,"notes":[]}'
+)
+
+
+def _headers_head_json(h: PacketHeaders) -> str:
+    """``"link"`` to ``"ttl"`` of :func:`headers_to_json`, and the comma after them."""
+    vlan_ids = h.vlan_ids
     return (
         f'{{"link":{_json_text(h.link)},"eth_src":{_json_text(h.eth_src)},'
         f'"eth_dst":{_json_text(h.eth_dst)},'
         f'"vlan_ids":[{",".join(map(str, vlan_ids)) if vlan_ids else ""}],'
-        f'"ethertype":{null if h.ethertype is None else h.ethertype},'
+        f'"ethertype":{_number_json(h.ethertype)},'
         f'"ethertype_name":{_json_text(ethertype_name(h.ethertype))},'
-        f'"l3_offset":{null if h.l3_offset is None else h.l3_offset},'
+        f'"l3_offset":{_number_json(h.l3_offset)},'
         f'"l3":{_json_text(h.l3)},"src":{_json_text(h.src)},"dst":{_json_text(h.dst)},'
-        f'"ip_proto":{null if h.ip_proto is None else h.ip_proto},'
-        f'"ttl":{null if h.ttl is None else h.ttl},'
-        f'"ip_length":{null if h.ip_length is None else h.ip_length},'
-        f'"fragment_offset":{null if h.fragment_offset is None else h.fragment_offset},'
-        f'"more_fragments":{"true" if h.more_fragments else "false"},'
-        f'"l4":{_json_text(h.l4)},"l4_offset":{null if h.l4_offset is None else h.l4_offset},'
-        f'"sport":{null if h.sport is None else h.sport},'
-        f'"dport":{null if h.dport is None else h.dport},'
+        f'"ip_proto":{_number_json(h.ip_proto)},"ttl":{_number_json(h.ttl)},'
+    )
+
+
+def _headers_tail_json(h: PacketHeaders) -> str:
+    """``"tcp_flags"`` to ``"notes"`` of :func:`headers_to_json`, and the closing brace."""
+    flags, seq, ack = h.tcp_flags, h.seq, h.ack
+    icmp_type, icmp_code, arp_op = h.icmp_type, h.icmp_code, h.arp_op
+    notes = h.notes
+    if (
+        flags is None
+        and seq is None
+        and ack is None
+        and icmp_type is None
+        and icmp_code is None
+        and arp_op is None
+        and h.arp_sender_mac is None
+        and not notes
+    ):
+        return _NO_TRANSPORT_DETAILS_JSON
+    icmp = None
+    if icmp_type is not None and icmp_code is not None:
+        icmp = icmp_description(h.l4, icmp_type, icmp_code)
+    null = "null"
+    return (
         f'"tcp_flags":{null if flags is None else flags},'
         f'"tcp_flags_text":{null if flags is None else _json_text(tcp_flags_text(flags))},'
-        f'"seq":{null if h.seq is None else h.seq},"ack":{null if h.ack is None else h.ack},'
+        f'"seq":{null if seq is None else seq},"ack":{null if ack is None else ack},'
         f'"icmp_type":{null if icmp_type is None else icmp_type},'
         f'"icmp_code":{null if icmp_code is None else icmp_code},'
         f'"icmp_description":{_json_text(icmp)},'

@@ -37,6 +37,7 @@ from netdm.aggregate import IntervalAggregator, IntervalSummary
 from netdm.control import KernelConfig, KernelControl
 from netdm.errors import BadInputError, FamilyNotFoundError, KernelRequestError
 from netdm.proto import ProtocolError, decode_datagram
+from netdm.proto.alert_cache import PacketAlertDecoder
 from netdm.proto.constants import FAMILY_NAME, AlertMode, Cmd
 from netdm.proto.decode import DropSite, DropSiteScanner
 from netdm.proto.events import FamilyInfo, PacketAlert, StatsReply, SummaryAlert
@@ -101,7 +102,8 @@ class Pipeline:
     the aggregator's default key), packet alerts take the lazy path: only
     their drop sites are read from the bytes (:class:`DropSiteScanner`, proven
     equal to the full decoder), several times faster in a drop storm.
-    ``need_packets=True`` forces full decoding.
+    ``need_packets=True`` forces full decoding, which remembers the shapes of
+    packet alerts (:class:`PacketAlertDecoder`, proven equal too).
     """
 
     def __init__(
@@ -129,6 +131,8 @@ class Pipeline:
             raise ValueError("need_packets=False, but a hook, filter or custom key needs them")
         self.lazy = not need_packets
         self._scan_drop_sites = DropSiteScanner(family_id).scan if self.lazy else None
+        # decode_datagram, remembering the shapes of packet alerts (a storm's look-alikes)
+        self._decode = PacketAlertDecoder(family_id).decode
 
     def _emit(self, closed: Sequence[IntervalSummary]) -> None:
         for summary in closed:
@@ -144,15 +148,12 @@ class Pipeline:
                 if sites is not None:  # only packet alerts: count their drop sites
                     self.feed_drop_sites(sites, now)
                     return
-            events = decode_datagram(datagram, self.family_id)
+            events = self._decode(datagram)
         except ProtocolError:
             self.add_losses(now, decode_errors=1)
             return
         for event in events:
-            if isinstance(event, SummaryAlert):
-                self.addresses.update(point.pc for point in event.drop_points)
-                self._emit(self._aggregator.add_summary(event, now))
-            elif isinstance(event, PacketAlert):
+            if isinstance(event, PacketAlert):  # first: a storm is made of them
                 if self._packet_filter is not None and not self._packet_filter(event):
                     self.totals.filtered += 1
                     continue
@@ -160,7 +161,12 @@ class Pipeline:
                     self.addresses.add(event.pc)
                 if self._on_packet is not None:
                     self._on_packet(event)
-                self._emit(self._aggregator.add_packet(event, now))
+                closed = self._aggregator.add_packet(event, now)
+                if closed:
+                    self._emit(closed)
+            elif isinstance(event, SummaryAlert):
+                self.addresses.update(point.pc for point in event.drop_points)
+                self._emit(self._aggregator.add_summary(event, now))
             elif isinstance(event, StatsReply):
                 self.kernel_stats(event.sw_dropped or 0, event.hw_dropped or 0, now)
 
