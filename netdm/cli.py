@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 import click
 
@@ -85,7 +85,7 @@ class WatchOptions:
     summaries_only: bool
     hex_dump: bool
     nanoseconds: bool
-    payload: str
+    payload: Literal["hex", "base64"]  # click.Choice checked it
     write_packets: str | None
     reasons: tuple[str, ...]
     exclude_reasons: tuple[str, ...]

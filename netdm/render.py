@@ -69,6 +69,7 @@ JSON lines (:class:`JsonRenderer`), one object per line, ASCII only::
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
@@ -474,7 +475,7 @@ class PacketPrinter:
         json_lines: bool = False,
         verbose: bool = False,
         nanoseconds: bool = False,
-        payload_encoding: str = "hex",
+        payload_encoding: Literal["hex", "base64"] = "hex",
         resolve_ifname: Callable[[int], str | None] | None = None,
     ) -> None:
         from netdm import packets
@@ -488,17 +489,19 @@ class PacketPrinter:
         self._resolve_ifname = resolve_ifname
         self._packets = packets
         self._last_flush = time.monotonic()
+        # The JSON line writer with this printer's options bound once: it runs per packet.
+        self._json_line = functools.partial(
+            packets.packet_json_line,
+            resolve_ifname=resolve_ifname,
+            symbols=symbols,
+            payload_encoding=payload_encoding,
+        )
 
     def packet(self, alert: PacketAlert) -> None:
         """Print ``alert``; every kernel-provided string is escaped by netdm.packets."""
         packets = self._packets
         if self._json:
-            text = packets.packet_json_line(
-                alert,
-                resolve_ifname=self._resolve_ifname,
-                symbols=self._symbols,
-                payload_encoding=self._payload_encoding,
-            )
+            text = self._json_line(alert)
         elif self._verbose:
             text = "\n".join(
                 packets.format_packet_verbose(
