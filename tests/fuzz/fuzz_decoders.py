@@ -106,6 +106,7 @@ from netdm.proto import (  # noqa: E402
     decode_datagram_reference,
     encode,  # noqa: E402
 )
+from netdm.proto.alert_cache import PacketAlertDecoder  # noqa: E402
 from netdm.proto.decode import DropSite, DropSiteScanner, scan_drop_sites  # noqa: E402
 from netdm.symbols import SymbolTable  # noqa: E402
 
@@ -800,8 +801,12 @@ Outcome = tuple[str, Any]
 
 
 def _full(data: bytes, family_id: int) -> Outcome:
+    return _decoded(lambda datagram: decode_datagram(datagram, family_id), data)
+
+
+def _decoded(decode: Callable[[bytes], list[Any]], data: bytes) -> Outcome:
     try:
-        return ("events", decode_datagram(data, family_id))
+        return ("events", decode(data))
     except ProtocolError as error:
         return ("error", (error.offset, str(error)))
 
@@ -824,7 +829,9 @@ class DatagramTarget:
         self.donors = [data for _, data in seeds.datagrams]
         self.reference_every = reference_every
         self.render_every = render_every
-        self.scanners: dict[int, tuple[DropSiteScanner, list[bytes]]] = {}
+        # Per family: the long-lived shape caches (the lazy scanner and the full decoder's)
+        # and the datagrams they have seen.
+        self.scanners: dict[int, tuple[DropSiteScanner, PacketAlertDecoder, list[bytes]]] = {}
         self.alert_inputs = 0
         self.sub = collections.Counter[str]()
 
@@ -866,10 +873,14 @@ class DatagramTarget:
             expect(lazy[1] == sites, "disagreement", lambda: f"sites {lazy[1]} != {sites}")
         else:
             expect(not only_alerts, "disagreement", "scan_drop_sites gave up on packet alerts")
-        scanner, history = self._scanner(family_id)
+        scanner, alert_decoder, history = self._scanner(family_id)
         history.append(data)
         cached = _lazy(scanner.scan, data)
         expect(cached == lazy, "scanner", lambda: f"DropSiteScanner {cached} != {lazy}")
+        remembered = _decoded(alert_decoder.decode, data)
+        expect(
+            remembered == full, "scanner", lambda: f"PacketAlertDecoder {remembered} != {full}"
+        )
         self.sub[f"scan:{lazy[0]}"] += 1
         if index % self.reference_every == 0:
             self._check_reference(data, family_id, full)
@@ -893,18 +904,21 @@ class DatagramTarget:
         expect(mine == reference, "disagreement", lambda: f"reference {reference} != {mine}")
         self.sub["reference:" + reference[0]] += 1
 
-    def _scanner(self, family_id: int) -> tuple[DropSiteScanner, list[bytes]]:
+    def _scanner(
+        self, family_id: int
+    ) -> tuple[DropSiteScanner, PacketAlertDecoder, list[bytes]]:
         entry = self.scanners.get(family_id)
-        if entry is None or len(entry[1]) >= SCANNER_RESET_EVERY:
+        if entry is None or len(entry[2]) >= SCANNER_RESET_EVERY:
             if len(self.scanners) >= 64:
                 self.scanners.clear()
-            entry = self.scanners[family_id] = (DropSiteScanner(family_id), [])
+            entry = (DropSiteScanner(family_id), PacketAlertDecoder(family_id), [])
+            self.scanners[family_id] = entry
         return entry
 
     def context(self, case: tuple[bytes, int]) -> dict[str, Any]:
         """What a saved failure needs besides the data: the family and the scanner's past."""
         data, family_id = case
-        history = self.scanners.get(family_id, (None, []))[1]
+        history = self.scanners.get(family_id, (None, None, []))[2]
         return {
             "family_id": family_id,
             "scanner_history": [item.hex() for item in history[:-1] if item is not data],
@@ -1438,10 +1452,12 @@ def _replay_case(
     target = fuzzer.targets[description["target"]]
     if description["target"] == "datagram":
         family_id = description["family_id"]
-        scanner, history = target._scanner(family_id)
-        for item in description.get("scanner_history", []):  # the scanner's past, as it was
+        scanner, alert_decoder, history = target._scanner(family_id)
+        for item in description.get("scanner_history", []):  # the caches' past, as it was
             with contextlib.suppress(ProtocolError):
                 scanner.scan(bytes.fromhex(item))
+            with contextlib.suppress(ProtocolError):
+                alert_decoder.decode(bytes.fromhex(item))
             history.append(bytes.fromhex(item))
         case: Any = (data, family_id)
     elif description["target"] == "headers":
