@@ -885,8 +885,9 @@ def exporter(
 
     Monitors drops like `netdm watch` and adds each interval's counts to
     counters served on http://ADDR:PORT/metrics: netdm_drops_total by
-    origin, location and reason, the loss counters (socket overflows,
-    kernel queue drops, undecodable messages) and the monitor's health.
+    origin, location and reason, the loss counters (notifications lost to
+    a full socket, socket overflows, kernel queue drops, undecodable
+    messages) and the monitor's health.
     On exit the kernel's monitoring is stopped and its configuration
     restored, as with watch.  Metrics and the systemd unit: docs/exporter.md.
 
