@@ -331,7 +331,18 @@ class IntervalAggregator:
         # tick()'s own first test, inlined: this runs once per packet in per-packet output.
         closed = [] if self._open_from <= now < self._open_until else self.tick(now)
         if self._key is None:  # counted as add_drop_site() counts
-            site = DropSite.of(alert)
+            # DropSite.of(alert), without the classmethod and NamedTuple.__new__ calls.
+            site = tuple.__new__(
+                DropSite,
+                (
+                    alert.origin,
+                    alert.pc,
+                    alert.symbol,
+                    alert.reason,
+                    alert.hw_trap_group_name,
+                    alert.hw_trap_name,
+                ),
+            )
             sites = self._sites
             sites[site] = sites.get(site, 0) + 1
         else:

@@ -53,8 +53,14 @@ from typing import Any, BinaryIO, Literal
 from netdm.headers import (
     ARP_OPERATION_NAMES,
     ETHERNET_HEADER_LEN,
+    ETHERTYPE_IPV4,
+    ETHERTYPE_IPV6,
     ETHERTYPE_NAMES,
     IP_PROTOCOL_NAMES,
+    IPPROTO_ICMP,
+    IPPROTO_ICMPV6,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
     PacketHeaders,
     describe_packet,
     ethertype_name,
@@ -81,6 +87,7 @@ __all__ = [
     "hex_dump",
     "normalize_reason",
     "packet_json_line",
+    "packet_json_writer",
     "packet_to_json",
     "parse_filter_arguments",
     "sll2_frame",
@@ -704,43 +711,81 @@ def packet_json_line(
     JSON form), numbers are formatted in place, and strings go through the
     encoder ``json.dumps`` itself uses (``encode_basestring_ascii``, which
     escapes everything outside ``0x20``-``0x7e``: DEL and all non-ASCII).  The
-    property tests in ``tests/test_packets.py`` hold it to the ``json.dumps``
-    of :func:`packet_to_json` over generated alerts and headers.
+    headers of a common packet (Ethernet, IPv4 or IPv6, UDP, TCP or ICMP) are
+    written from the payload's bytes without decoding them into
+    :class:`PacketHeaders` (see :func:`_payload_headers_json`).  The property
+    tests in ``tests/test_packets.py`` and
+    ``tests/test_packet_json_fast_headers.py`` hold it to the ``json.dumps`` of
+    :func:`packet_to_json` over generated alerts, headers and frames.
     """
+    _check_payload_encoding(payload_encoding)
+    return _json_line(resolve_ifname, symbols, payload_encoding, tz, headers, "", alert)
+
+
+def packet_json_writer(
+    *,
+    resolve_ifname: IfnameResolver | None = None,
+    symbols: SymbolTable | None = None,
+    payload_encoding: PayloadEncoding = "hex",
+    tz: tzinfo = timezone.utc,
+) -> Callable[[PacketAlert], str]:
+    """``alert -> packet_json_line(alert, ...) + "\\n"``, with these options bound once.
+
+    What ``--packets --json`` calls for every packet: the options are checked
+    once, and the function is called with positional arguments only (a
+    ``functools.partial`` with keywords costs a dict per call).
+    """
+    _check_payload_encoding(payload_encoding)
+    return functools.partial(_json_line, resolve_ifname, symbols, payload_encoding, tz, None, "\n")
+
+
+def _check_payload_encoding(payload_encoding: str) -> None:
     if payload_encoding not in ("hex", "base64"):
         raise ValueError(f"payload_encoding must be 'hex' or 'base64', not {payload_encoding!r}")
+
+
+def _json_line(
+    resolve_ifname: IfnameResolver | None,
+    symbols: SymbolTable | None,
+    payload_encoding: PayloadEncoding,
+    tz: tzinfo,
+    headers: PacketHeaders | None,
+    end: str,
+    alert: PacketAlert,
+) -> str:
+    """:func:`packet_json_line` of checked options, then ``end``; the alert last, for partials."""
     payload = alert.payload
     proto = alert.proto
-    packet = describe_packet(proto, payload or b"") if headers is None else headers
     if payload is None:
-        payload_json = f'"payload_encoding":"{payload_encoding}","payload":null'
+        payload_json = f'0,"payload_encoding":"{payload_encoding}","payload":null'
     elif payload_encoding == "hex":
-        payload_json = f'"payload_encoding":"hex","payload":"{payload.hex()}"'
+        payload_json = f'{len(payload)},"payload_encoding":"hex","payload":"{payload.hex()}"'
     else:
-        payload_json = (
-            f'"payload_encoding":"base64","payload":"{base64.b64encode(payload).decode("ascii")}"'
-        )
+        encoded = base64.b64encode(payload).decode("ascii")
+        payload_json = f'{len(payload)},"payload_encoding":"base64","payload":"{encoded}"'
+    if headers is None:
+        headers_json = _payload_headers_json(proto, payload)
+    else:
+        headers_json = _headers_json(headers)
     site_head, site_tail = _drop_site_json(alert, symbols)
-    proto_json = _PROTOS.get(proto) or _proto_json(proto)
-    timestamp_ns = alert.timestamp_ns
     orig_len = alert.orig_len
     cookie = alert.flow_action_cookie
     unknown = alert.unknown_attributes
     return (
-        f'{{"type":"packet","time":{_time_json(timestamp_ns, tz)},"timestamp_ns":'
-        f"{'null' if timestamp_ns is None else timestamp_ns},{site_head},"
-        f'"in_port":{_in_port_json(alert, resolve_ifname)},{proto_json},'
-        f'"orig_len":{"null" if orig_len is None else orig_len},'
-        f'"captured_len":{0 if payload is None else len(payload)},{payload_json},'
-        f'"headers":{_headers_json(packet)},{site_tail},'
+        f'{{"type":"packet","time":{_time_json(alert.timestamp_ns, tz)},{site_head},'
+        f'"in_port":{_in_port_json(alert, resolve_ifname)},'
+        f"{_PROTOS.get(proto) or _proto_json(proto)},"
+        f'"orig_len":{"null" if orig_len is None else orig_len},"captured_len":{payload_json},'
+        f'"headers":{headers_json},{site_tail},'
         f'"flow_action_cookie":{"null" if cookie is None else _quoted(cookie.hex())},'
-        f'"unknown_attributes":{_attributes_json_text(unknown) if unknown else "[]"}}}'
+        f'"unknown_attributes":{_attributes_json_text(unknown) if unknown else "[]"}}}{end}'
     )
 
 
 # The fast JSON line's caches.  Each maps what a fragment depends on to its text, and
 # empties itself when full: a storm repeats a few sites, interfaces and seconds.
 _FRAGMENT_CACHE_SIZE = 4096
+_NS_PER_SECOND = 1_000_000_000
 _encode_json_string = json.encoder.encode_basestring_ascii  # what json.dumps uses, in C
 _JSON_TEXTS: dict[str, str] = {}  # a string (as it is) -> its JSON form
 _KERNEL_JSON_TEXTS: dict[str, str] = {}  # a kernel string -> JSON of replace_invalid_text(it)
@@ -790,17 +835,27 @@ def _number_json(value: int | None) -> str:
 
 
 def _time_json(timestamp_ns: int | None, tz: tzinfo) -> str:
-    """The ``time`` value of :func:`_iso_timestamp`, with the second's text cached."""
+    """The ``time`` value of :func:`_iso_timestamp` and the ``timestamp_ns`` member after it.
+
+    The second's text is cached.  From 1,000,000,000 ns on, the nanoseconds are the last nine
+    digits of ``timestamp_ns``'s decimal, which is written anyway: one conversion, not two.
+    """
     if timestamp_ns is None:
-        return "null"
-    seconds, fraction_ns = divmod(timestamp_ns, 1_000_000_000)
+        return 'null,"timestamp_ns":null'
+    seconds = timestamp_ns // _NS_PER_SECOND
+    digits = str(timestamp_ns)
+    if timestamp_ns >= _NS_PER_SECOND:
+        fraction = digits[-9:]
+    else:
+        fraction = f"{timestamp_ns % _NS_PER_SECOND:09d}"
+    key = (seconds, tz)
     try:
-        parts = _SECONDS.get((seconds, tz))
+        parts = _SECONDS.get(key)
     except TypeError:  # a tzinfo that cannot be hashed: not cached
         parts = _second_json(seconds, tz)
     if parts is None:
-        parts = _remember(_SECONDS, (seconds, tz), _second_json(seconds, tz))
-    return f"{parts[0]}{fraction_ns:09d}{parts[1]}"
+        parts = _remember(_SECONDS, key, _second_json(seconds, tz))
+    return f'{parts[0]}{fraction}{parts[1]},"timestamp_ns":{digits}'
 
 
 def _second_json(seconds: int, tz: tzinfo) -> tuple[str, str]:
@@ -859,7 +914,15 @@ def _in_port_json(alert: PacketAlert, resolve_ifname: IfnameResolver | None) -> 
     port = alert.in_port
     if port is None:
         return _NO_PORT_JSON
-    name = _interface_name(alert, resolve_ifname)  # the resolver is asked every time
+    # _interface_name(alert, resolve_ifname), inlined; the resolver is asked every time.
+    name = port.name
+    if not name:
+        ifindex = port.ifindex
+        name = (
+            None
+            if ifindex is None or resolve_ifname is None
+            else _resolve_quietly(resolve_ifname, ifindex)
+        )
     if port.unknown_attributes:
         return _in_port_text(port.ifindex, name, port.unknown_attributes)
     key = (port.ifindex, name)
@@ -988,6 +1051,155 @@ def _headers_tail_json(h: PacketHeaders) -> str:
         f'"arp_sender_mac":{_json_text(h.arp_sender_mac)},'
         f'"notes":[{",".join(map(_json_text, notes)) if notes else ""}]}}'
     )
+
+
+# --------------------------------------------------------------------------- headers from bytes
+#
+# A storm's packets are mostly Ethernet, then IPv4 without options or IPv6 without extension
+# headers, then UDP, TCP, ICMP or ICMPv6, whole.  For those, _payload_headers_json writes the
+# header JSON straight from one unpack of the payload, without a PacketHeaders: the link and
+# layer-3 part from a cache keyed by the bytes it is made of, the rest in place.  Anything
+# else (VLAN tags, IPv4 options or fragments, IPv6 extension headers, other protocols, a
+# header cut short, no or another protocol from the kernel) goes the general way,
+# _headers_json(describe_packet(...)).  tests/test_packet_json_fast_headers.py holds the two
+# equal, byte for byte, over generated and mutated frames.
+
+# MACs, EtherType, version/IHL, total length, flags/fragment offset, TTL, protocol, source
+# and destination, the first four transport bytes (ports, or ICMP type/code and checksum).
+_ETHERNET_IPV4 = struct.Struct("!12sHBxHxxHBBxx8sHH")
+_ETHERNET_IPV4_L4 = ETHERNET_HEADER_LEN + 20  # the IHL is 5: no options
+# MACs, EtherType, version/class/flow label, payload length, next header, hop limit, source
+# and destination, the first four transport bytes.
+_ETHERNET_IPV6 = struct.Struct("!12sHIHBB32sHH")
+_ETHERNET_IPV6_L4 = ETHERNET_HEADER_LEN + 40
+_TCP_REST = struct.Struct("!IIBB")  # after the ports: seq, ack, data offset, flags
+_TCP_HEADER_LEN = 20
+_UDP_HEADER_LEN = 8
+_IPV4_FRAGMENT_BITS = 0x3FFF  # MF and the fragment offset: either makes a fragment
+# (MACs, addresses, TTL, protocol) -> "link" to "ttl".  IPv4 and IPv6 keys differ in the
+# addresses' length (8 or 32 bytes).
+_FAST_HEADS: dict[tuple[bytes, bytes, int, int], str] = {}
+# (protocol, transport offset, first 16 bits) -> "l4" to the end, for ICMP and ICMPv6.
+_ICMP_TAILS: dict[tuple[int, int, int], str] = {}
+_TCP_FLAGS_JSON: dict[int, str] = {}  # flags byte -> its "tcp_flags_text" value
+_NO_PORTS_JSON = '"sport":null,"dport":null,'
+_NO_TCP_JSON = '"tcp_flags":null,"tcp_flags_text":null,"seq":null,"ack":null,'
+_AFTER_ICMP_JSON = '"arp_op":null,"arp_op_name":null,"arp_sender_mac":null,"notes":[]}'
+_AFTER_TCP_JSON = '"icmp_type":null,"icmp_code":null,"icmp_description":null,' + _AFTER_ICMP_JSON
+_NOT_A_FRAGMENT_JSON = '"fragment_offset":null,"more_fragments":false,'
+
+
+def _payload_headers_json(proto: int | None, payload: bytes | None) -> str:
+    """``_headers_json(describe_packet(proto, payload or b""))``, fast for a storm's packets.
+
+    Why the cached head is right: on the fast path the fields from ``link`` to
+    ``ttl`` are fixed by the path (Ethernet, no VLAN tag, the EtherType, the
+    layer-3 offset 14 and its name) or made of the key's bytes (the MACs, the
+    addresses, the protocol, the TTL).  The head is first written by the
+    general path, from this packet's own ``PacketHeaders``.
+    """
+    if payload is not None:
+        size = len(payload)
+        if proto == ETHERTYPE_IPV4 and size >= _ETHERNET_IPV4.size:
+            (
+                macs,
+                ethertype,
+                version_ihl,
+                ip_length,
+                fragment,
+                ttl,
+                protocol,
+                addresses,
+                first,
+                second,
+            ) = _ETHERNET_IPV4.unpack_from(payload)
+            if (
+                ethertype == ETHERTYPE_IPV4
+                and version_ihl == 0x45
+                and not fragment & _IPV4_FRAGMENT_BITS
+            ):
+                key = (macs, addresses, ttl, protocol)
+                if protocol == IPPROTO_UDP:  # the most common: written here, one call less
+                    if size >= _ETHERNET_IPV4_L4 + _UDP_HEADER_LEN:
+                        head = _FAST_HEADS.get(key) or _fast_head(key, proto, payload)
+                        return (
+                            f'{head}"ip_length":{ip_length},"fragment_offset":null,'
+                            f'"more_fragments":false,"l4":"UDP","l4_offset":34,'
+                            f'"sport":{first},"dport":{second},{_NO_TRANSPORT_DETAILS_JSON}'
+                        )
+                else:
+                    rest = _transport_json(
+                        payload, size, protocol, _ETHERNET_IPV4_L4, first, second
+                    )
+                    if rest is not None:
+                        head = _FAST_HEADS.get(key) or _fast_head(key, proto, payload)
+                        return f'{head}"ip_length":{ip_length},{_NOT_A_FRAGMENT_JSON}{rest}'
+        elif proto == ETHERTYPE_IPV6 and size >= _ETHERNET_IPV6.size:
+            macs, ethertype, version_flow, ip_length, protocol, ttl, addresses, first, second = (
+                _ETHERNET_IPV6.unpack_from(payload)
+            )
+            if ethertype == ETHERTYPE_IPV6 and version_flow >> 28 == 6:
+                key = (macs, addresses, ttl, protocol)
+                if protocol == IPPROTO_UDP:
+                    if size >= _ETHERNET_IPV6_L4 + _UDP_HEADER_LEN:
+                        head = _FAST_HEADS.get(key) or _fast_head(key, proto, payload)
+                        return (
+                            f'{head}"ip_length":{ip_length},"fragment_offset":null,'
+                            f'"more_fragments":false,"l4":"UDP","l4_offset":54,'
+                            f'"sport":{first},"dport":{second},{_NO_TRANSPORT_DETAILS_JSON}'
+                        )
+                else:
+                    rest = _transport_json(
+                        payload, size, protocol, _ETHERNET_IPV6_L4, first, second
+                    )
+                    if rest is not None:
+                        head = _FAST_HEADS.get(key) or _fast_head(key, proto, payload)
+                        return f'{head}"ip_length":{ip_length},{_NOT_A_FRAGMENT_JSON}{rest}'
+    return _headers_json(describe_packet(proto, payload or b""))
+
+
+def _fast_head(key: tuple[bytes, bytes, int, int], proto: int, payload: bytes) -> str:
+    """The ``"link"`` to ``"ttl"`` text of a packet on the fast path, by the general path."""
+    text: str = _remember(_FAST_HEADS, key, _headers_head_json(describe_packet(proto, payload)))
+    return text
+
+
+def _transport_json(
+    payload: bytes, size: int, protocol: int, offset: int, first: int, second: int
+) -> str | None:
+    """``"l4"`` to the end of the headers' JSON for a whole TCP, ICMP or ICMPv6 header at
+    ``offset`` (``first``/``second``: its first two 16-bit words), or ``None`` for anything
+    else: the general path then decodes the packet.  (UDP is written by the caller.)"""
+    if protocol == IPPROTO_TCP:
+        if size - offset < _TCP_HEADER_LEN:
+            return None
+        seq, ack, data_offset, flags = _TCP_REST.unpack_from(payload, offset + 4)
+        if not _TCP_HEADER_LEN <= (data_offset >> 4) * 4 <= size - offset:
+            return None  # a bad header length or cut options: a note
+        flags_text = _TCP_FLAGS_JSON.get(flags) or _remember(
+            _TCP_FLAGS_JSON, flags, _json_text(tcp_flags_text(flags))
+        )
+        return (
+            f'"l4":"TCP","l4_offset":{offset},"sport":{first},"dport":{second},'
+            f'"tcp_flags":{flags},"tcp_flags_text":{flags_text},"seq":{seq},"ack":{ack},'
+            f"{_AFTER_TCP_JSON}"
+        )
+    if protocol in (IPPROTO_ICMP, IPPROTO_ICMPV6):  # its four bytes were unpacked: all there
+        key = (protocol, offset, first)
+        text = _ICMP_TAILS.get(key)
+        if text is None:
+            l4 = IP_PROTOCOL_NAMES[protocol]
+            icmp_type, icmp_code = first >> 8, first & 0xFF
+            text = _remember(
+                _ICMP_TAILS,
+                key,
+                f'"l4":{_json_text(l4)},"l4_offset":{offset},{_NO_PORTS_JSON}{_NO_TCP_JSON}'
+                f'"icmp_type":{icmp_type},"icmp_code":{icmp_code},'
+                f'"icmp_description":{_json_text(icmp_description(l4, icmp_type, icmp_code))},'
+                f"{_AFTER_ICMP_JSON}",
+            )
+        return text
+    return None
 
 
 # --------------------------------------------------------------------------- filters

@@ -69,7 +69,6 @@ JSON lines (:class:`JsonRenderer`), one object per line, ASCII only::
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 import time
@@ -489,36 +488,34 @@ class PacketPrinter:
         self._resolve_ifname = resolve_ifname
         self._packets = packets
         self._last_flush = time.monotonic()
-        # The JSON line writer with this printer's options bound once: it runs per packet.
-        self._json_line = functools.partial(
-            packets.packet_json_line,
-            resolve_ifname=resolve_ifname,
-            symbols=symbols,
-            payload_encoding=payload_encoding,
+        # The JSON line writer (newline included) with this printer's options bound once.
+        self._json_line = packets.packet_json_writer(
+            resolve_ifname=resolve_ifname, symbols=symbols, payload_encoding=payload_encoding
         )
 
     def packet(self, alert: PacketAlert) -> None:
         """Print ``alert``; every kernel-provided string is escaped by netdm.packets."""
-        packets = self._packets
         if self._json:
-            text = self._json_line(alert)
+            line = self._json_line(alert)  # with its newline
         elif self._verbose:
             text = "\n".join(
-                packets.format_packet_verbose(
+                self._packets.format_packet_verbose(
                     alert,
                     resolve_ifname=self._resolve_ifname,
                     symbols=self._symbols,
                     nanoseconds=self._nanoseconds,
                 )
             )
+            line = text + "\n"
         else:
-            text = packets.format_packet_line(
+            text = self._packets.format_packet_line(
                 alert,
                 resolve_ifname=self._resolve_ifname,
                 symbols=self._symbols,
                 nanoseconds=self._nanoseconds,
             )
-        self._out.write(text + "\n")
+            line = text + "\n"
+        self._out.write(line)
         now = time.monotonic()
         if now - self._last_flush >= PACKET_FLUSH_SECONDS:
             self._out.flush()
