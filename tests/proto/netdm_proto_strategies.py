@@ -10,8 +10,10 @@ Mutations of those bytes then reach deep into the decoders.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from netdm.proto.constants import (
@@ -331,3 +333,49 @@ def headed_noise(draw: Any) -> tuple[int, bytes]:
     flags = draw(st.sampled_from([0, NLM_F_CAPPED, NLM_F_ACK_TLVS, NLM_F_CAPPED | NLM_F_ACK_TLVS]))
     head = (16 + len(body)).to_bytes(4, "little") + kind.to_bytes(2, "little")
     return family_id, head + flags.to_bytes(2, "little") + bytes(8) + body
+
+
+# ------------------------------------------------- shared by the shape-cache tests
+
+# NETDM_PROTO_SOAK=50 runs fifty times the examples (minutes): for changes to a decoder.
+_SCALE = int(os.environ.get("NETDM_PROTO_SOAK", "1"))
+
+
+def example_budget(examples: int) -> settings:
+    return settings(
+        max_examples=examples * _SCALE,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+
+
+@st.composite
+def packet_alert_datagrams(
+    draw: Any, family_id: int | None = None, raw: bool = True, max_messages: int = 3
+) -> tuple[int, bytes]:
+    """(family id, datagram) of packet alerts only: every attribute mix the schema allows.
+
+    Repeats (the last one wins), unknown types, PAD anywhere, NLA_F_NESTED and
+    NLA_F_NET_BYTEORDER set or not, raw strings, several messages.
+    """
+    family_id = draw(family_ids) if family_id is None else family_id
+    alert = net_dm_message(family_id, raw, st.just(Cmd.PACKET_ALERT))
+    messages = draw(st.lists(alert, min_size=1, max_size=max_messages))
+    parts = [build_message(message, family_id) for message in messages]
+    data = b"".join(part + b"\x00" * (-len(part) % 4) for part in parts)
+    if draw(st.booleans()):
+        data = data[: len(data) - (-len(parts[-1]) % 4)]  # no padding after the last message
+    return family_id, data
+
+
+def same_length_variant(data: bytes, draw: Any) -> bytes:
+    """``data`` with a few bytes overwritten: values, headers, lengths; the length stays."""
+    buffer = bytearray(data)
+    for _ in range(draw(st.integers(1, 3))):
+        at = draw(st.integers(0, len(buffer) - 1))
+        if draw(st.booleans()):
+            buffer[at] = draw(st.integers(0, 0xFF))
+        elif len(buffer) >= 2:
+            at = min(at & ~1, len(buffer) - 2)  # lengths and types are u16-sized and aligned
+            buffer[at : at + 2] = draw(st.integers(0, 64)).to_bytes(2, "little")
+    return bytes(buffer)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,16 +23,18 @@ from typing import Any
 from unittest import mock
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from netdm_proto_strategies import (
     any_message,
     build_message,
     datagrams,
+    example_budget,
     family_ids,
     headed_noise,
     mutated,
-    net_dm_message,
+    packet_alert_datagrams,
+    same_length_variant,
 )
 
 import netdm.proto.alert_cache as alert_cache
@@ -51,51 +52,7 @@ from netdm.symbols import SymbolTable
 CAPTURES = Path(__file__).resolve().parents[2] / "captures"
 FAMILY_ID = 0x20
 
-# NETDM_PROTO_SOAK=50 runs fifty times the examples (minutes): for changes to a decoder.
-_SCALE = int(os.environ.get("NETDM_PROTO_SOAK", "1"))
-
-
-def _budget(examples: int) -> settings:
-    return settings(
-        max_examples=examples * _SCALE,
-        deadline=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    )
-
-
 # --------------------------------------------------------------------------- strategies
-
-
-@st.composite
-def packet_alert_datagrams(
-    draw: Any, family_id: int | None = None, raw: bool = True, max_messages: int = 3
-) -> tuple[int, bytes]:
-    """(family id, datagram) of packet alerts only: every attribute mix the schema allows.
-
-    Repeats (the last one wins), unknown types, PAD anywhere, NLA_F_NESTED and
-    NLA_F_NET_BYTEORDER set or not, raw strings, several messages.
-    """
-    family_id = draw(family_ids) if family_id is None else family_id
-    alert = net_dm_message(family_id, raw, st.just(Cmd.PACKET_ALERT))
-    messages = draw(st.lists(alert, min_size=1, max_size=max_messages))
-    parts = [build_message(message, family_id) for message in messages]
-    data = b"".join(part + b"\x00" * (-len(part) % 4) for part in parts)
-    if draw(st.booleans()):
-        data = data[: len(data) - (-len(parts[-1]) % 4)]  # no padding after the last message
-    return family_id, data
-
-
-def _same_length_variant(data: bytes, draw: Any) -> bytes:
-    """``data`` with a few bytes overwritten: values, headers, lengths; the length stays."""
-    buffer = bytearray(data)
-    for _ in range(draw(st.integers(1, 3))):
-        at = draw(st.integers(0, len(buffer) - 1))
-        if draw(st.booleans()):
-            buffer[at] = draw(st.integers(0, 0xFF))
-        elif len(buffer) >= 2:
-            at = min(at & ~1, len(buffer) - 2)  # lengths and types are u16-sized and aligned
-            buffer[at : at + 2] = draw(st.integers(0, 64)).to_bytes(2, "little")
-    return bytes(buffer)
 
 
 @st.composite
@@ -113,7 +70,7 @@ def decoder_sessions(draw: Any) -> tuple[int, list[bytes]]:
         choice = draw(st.integers(0, 9))
         base = draw(st.sampled_from(bases))
         if choice < 7:
-            stream.append(_same_length_variant(base, draw))
+            stream.append(same_length_variant(base, draw))
         elif choice < 9:
             stream.append(base)
         else:
@@ -153,7 +110,7 @@ def full_decodes() -> Iterator[mock.MagicMock]:
         yield spy
 
 
-@_budget(200)
+@example_budget(200)
 @given(packet_alert_datagrams())
 def test_packet_alerts_decode_as_the_full_decoder_learnt_and_remembered(
     case: tuple[int, bytes],
@@ -167,7 +124,7 @@ def test_packet_alerts_decode_as_the_full_decoder_learnt_and_remembered(
     assert decoder._remembered or len(data) > alert_cache.MAX_SHAPE_BYTES
 
 
-@_budget(100)
+@example_budget(100)
 @given(datagrams(raw=True))
 def test_other_datagrams_are_left_to_the_full_decoder(case: tuple[int, bytes]) -> None:
     family_id, data = case
@@ -176,14 +133,14 @@ def test_other_datagrams_are_left_to_the_full_decoder(case: tuple[int, bytes]) -
     assert_decodes_alike(decoder, data)
 
 
-@_budget(250)
+@example_budget(250)
 @given(mutated(packet_alert_datagrams(max_messages=2)))
 def test_damaged_packet_alerts_fail_where_the_full_decoder_fails(case: tuple[int, bytes]) -> None:
     family_id, data = case
     assert_decodes_alike(PacketAlertDecoder(family_id), data)
 
 
-@_budget(200)
+@example_budget(200)
 @given(headed_noise())
 def test_noise_behind_a_valid_header_fails_where_the_full_decoder_fails(
     case: tuple[int, bytes],
@@ -192,7 +149,7 @@ def test_noise_behind_a_valid_header_fails_where_the_full_decoder_fails(
     assert_decodes_alike(PacketAlertDecoder(family_id), data)
 
 
-@_budget(250)
+@example_budget(250)
 @given(decoder_sessions())
 def test_look_alikes_of_learnt_datagrams_decode_as_the_full_decoder(
     case: tuple[int, list[bytes]],
@@ -204,7 +161,7 @@ def test_look_alikes_of_learnt_datagrams_decode_as_the_full_decoder(
         assert_decodes_alike(decoder, data)
 
 
-@_budget(150)
+@example_budget(150)
 @given(mutated(packet_alert_datagrams(max_messages=2)), st.data())
 def test_learnt_then_damaged(case: tuple[int, bytes], data: st.DataObject) -> None:
     """A damaged datagram after its undamaged look-alike was learnt (any length)."""
@@ -423,7 +380,7 @@ def test_builders_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
         assert len(alert_cache._BUILDERS) <= 3
 
 
-@_budget(100)
+@example_budget(100)
 @given(
     st.lists(
         st.tuples(st.integers(0, 12), st.integers(0, 5)), max_size=6, unique_by=lambda s: s[0]
@@ -470,7 +427,7 @@ def pipeline_streams(draw: Any) -> tuple[int, list[bytes]]:
     return family_id, draw(st.permutations(stream))
 
 
-@_budget(100)
+@example_budget(100)
 @given(pipeline_streams())
 def test_pipelines_with_and_without_the_cache_agree(case: tuple[int, list[bytes]]) -> None:
     family_id, stream = case

@@ -14,28 +14,29 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import os
 import struct
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from netdm_proto_strategies import (
     any_message,
     build_message,
     datagrams,
+    example_budget,
     family_ids,
     headed_noise,
     mutated,
-    net_dm_message,
+    packet_alert_datagrams,
+    same_length_variant,
 )
 
 from netdm.aggregate import IntervalAggregator, IntervalSummary, packet_location
 from netdm.capture import read_capture, read_symbols
 from netdm.proto import PacketAlert, ProtocolError, decode_datagram
-from netdm.proto.constants import NLA_F_NESTED, Attr, Cmd, Origin, PortAttr
+from netdm.proto.constants import NLA_F_NESTED, Attr, Origin, PortAttr
 from netdm.proto.decode import (
     MAX_REMEMBERED_SHAPES,
     DropSite,
@@ -51,34 +52,7 @@ from netdm.symbols import SymbolTable
 CAPTURES = Path(__file__).resolve().parents[2] / "captures"
 FAMILY_ID = 0x20
 
-# NETDM_PROTO_SOAK=50 runs fifty times the examples (minutes): for changes to a decoder.
-_SCALE = int(os.environ.get("NETDM_PROTO_SOAK", "1"))
-
-
-def _budget(examples: int) -> settings:
-    return settings(
-        max_examples=examples * _SCALE,
-        deadline=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    )
-
-
 # --------------------------------------------------------------------------- strategies
-
-
-@st.composite
-def packet_alert_datagrams(
-    draw: Any, family_id: int | None = None, raw: bool = True, max_messages: int = 3
-) -> tuple[int, bytes]:
-    """(family id, datagram) of packet alerts only: every attribute mix the schema allows."""
-    family_id = draw(family_ids) if family_id is None else family_id
-    alert = net_dm_message(family_id, raw, st.just(Cmd.PACKET_ALERT))
-    messages = draw(st.lists(alert, min_size=1, max_size=max_messages))
-    parts = [build_message(message, family_id) for message in messages]
-    data = b"".join(part + b"\x00" * (-len(part) % 4) for part in parts)
-    if draw(st.booleans()):
-        data = data[: len(data) - (-len(parts[-1]) % 4)]  # no padding after the last message
-    return family_id, data
 
 
 def _mixed(family_id: int) -> st.SearchStrategy[bytes]:
@@ -128,7 +102,7 @@ def assert_scan_agrees(data: bytes, family_id: int) -> Outcome:
     return lazy
 
 
-@_budget(150)
+@example_budget(150)
 @given(packet_alert_datagrams())
 def test_packet_alerts_give_the_full_decoders_drop_sites(case: tuple[int, bytes]) -> None:
     """Unknown types, PAD, NLA_F_NESTED/NET_BYTEORDER, repeats, raw strings, several messages."""
@@ -137,28 +111,28 @@ def test_packet_alerts_give_the_full_decoders_drop_sites(case: tuple[int, bytes]
     assert kind == "sites" and sites
 
 
-@_budget(100)
+@example_budget(100)
 @given(datagrams(raw=True))
 def test_other_datagrams_are_left_to_the_full_decoder(case: tuple[int, bytes]) -> None:
     family_id, data = case
     assert_scan_agrees(data, family_id)
 
 
-@_budget(250)
+@example_budget(250)
 @given(mutated(packet_alert_datagrams(max_messages=2)))
 def test_damaged_packet_alerts_fail_where_the_full_decoder_fails(case: tuple[int, bytes]) -> None:
     family_id, data = case
     assert_scan_agrees(data, family_id)
 
 
-@_budget(150)
+@example_budget(150)
 @given(mutated(datagrams(raw=True, max_messages=2)))
 def test_damaged_datagrams_fail_where_the_full_decoder_fails(case: tuple[int, bytes]) -> None:
     family_id, data = case
     assert_scan_agrees(data, family_id)
 
 
-@_budget(300)
+@example_budget(300)
 @given(headed_noise())
 def test_noise_behind_a_valid_header_fails_where_the_full_decoder_fails(
     case: tuple[int, bytes],
@@ -168,19 +142,6 @@ def test_noise_behind_a_valid_header_fails_where_the_full_decoder_fails(
 
 
 # --------------------------------------------------------------------------- remembering scanner
-
-
-def _same_length_variants(data: bytes, draw: Any) -> bytes:
-    """``data`` with a few bytes overwritten: values, headers, lengths; the length stays."""
-    buffer = bytearray(data)
-    for _ in range(draw(st.integers(1, 3))):
-        at = draw(st.integers(0, len(buffer) - 1))
-        if draw(st.booleans()):
-            buffer[at] = draw(st.integers(0, 0xFF))
-        elif len(buffer) >= 2:
-            at = min(at & ~1, len(buffer) - 2)  # lengths and types are u16-sized and aligned
-            buffer[at : at + 2] = draw(st.integers(0, 64)).to_bytes(2, "little")
-    return bytes(buffer)
 
 
 @st.composite
@@ -204,7 +165,7 @@ def scanner_sessions(draw: Any) -> tuple[int, list[bytes]]:
         choice = draw(st.integers(0, 9))
         base = draw(st.sampled_from(bases))
         if choice < 7:
-            stream.append(_same_length_variants(base, draw))
+            stream.append(same_length_variant(base, draw))
         elif choice < 9:
             stream.append(base)
         else:
@@ -212,7 +173,7 @@ def scanner_sessions(draw: Any) -> tuple[int, list[bytes]]:
     return family_id, stream
 
 
-@_budget(150)
+@example_budget(150)
 @given(scanner_sessions())
 def test_remembered_shapes_give_what_a_full_scan_gives(case: tuple[int, list[bytes]]) -> None:
     family_id, stream = case
@@ -368,7 +329,7 @@ def pipeline_streams(draw: Any) -> tuple[int, list[bytes]]:
     return family_id, draw(st.permutations(stream))
 
 
-@_budget(100)
+@example_budget(100)
 @given(pipeline_streams(), st.booleans())
 def test_lazy_and_full_pipelines_give_the_same_summaries(
     case: tuple[int, list[bytes]], by_reason: bool
