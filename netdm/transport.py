@@ -19,6 +19,7 @@ import errno
 import os
 import select
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -64,6 +65,18 @@ class SocketLosses:
     enobufs: int = 0  # recv() calls that failed with ENOBUFS
     oversized: int = 0  # messages longer than the batch slots: cut by the kernel, lost
     kernel_drops: int | None = None  # /proc/net/netlink Drops column, when readable
+
+
+def receive_one_at_a_time(
+    receive: Callable[[float | None], bytes | None], timeout: float | None, limit: int
+) -> list[bytes]:
+    """``receive_many`` without batches: ``receive(timeout)``, then what is queued, to ``limit``."""
+    datagrams = []
+    datagram = receive(timeout)
+    while datagram is not None:
+        datagrams.append(datagram)
+        datagram = receive(0) if len(datagrams) < limit else None
+    return datagrams
 
 
 class NetlinkTransport:
@@ -202,12 +215,7 @@ class NetlinkTransport:
         """
         receiver = self._batch_receiver
         if receiver is None:
-            datagrams = []
-            datagram = self.receive(timeout)
-            while datagram is not None:
-                datagrams.append(datagram)
-                datagram = self.receive(0) if len(datagrams) < limit else None
-            return datagrams
+            return receive_one_at_a_time(self.receive, timeout, limit)
         for attempt in range(2):
             try:
                 datagrams, oversized = receiver.receive()

@@ -158,12 +158,7 @@ class FakeTransport:
         return True
 
     def receive_many(self, timeout: float | None, limit: int) -> list[bytes]:
-        datagrams = []
-        datagram = self.receive(timeout)
-        while datagram is not None:
-            datagrams.append(datagram)
-            datagram = self.receive(0) if len(datagrams) < limit else None
-        return datagrams
+        return netdm.transport.receive_one_at_a_time(self.receive, timeout, limit)
 
     def read_kernel_drops(self) -> int | None:
         self.drops_reads += 1
