@@ -33,10 +33,9 @@ else (another length or shape, a summary alert, a reply, damage) goes to
 :func:`decode_datagram`, so errors are its errors.  The property tests in
 ``tests/proto/test_alert_shape_cache.py`` hold the cache to it.
 
-Memory is bounded as :class:`~netdm.proto.decode.DropSiteScanner`'s: at most
-:data:`MAX_REMEMBERED_SHAPES` shapes, none longer than
-:data:`MAX_SHAPE_BYTES`; when full it stops learning and, after
-:data:`FORGET_AFTER_MISSES` further misses, starts over.
+Memory is bounded by :class:`~netdm.proto.decode.ShapeMemory`, as the
+:class:`~netdm.proto.decode.DropSiteScanner`'s is, and no shape is longer than
+:data:`MAX_SHAPE_BYTES`.
 """
 
 from __future__ import annotations
@@ -52,6 +51,7 @@ from netdm.proto.decode import (
     _NLATTR,
     _PACKET_ALERT_READERS,
     _U32,
+    ShapeMemory,
     _binary,
     _u32,
     _u64,
@@ -64,12 +64,10 @@ from netdm.proto.events import Event, PacketAlert
 # interface differs in nothing else.
 VARYING_FIELDS = ("timestamp_ns", "orig_len", "payload", "flow_action_cookie")
 
-# How many shapes a decoder remembers, how many bytes a shape may have (its strings and
-# unknown attributes are kept with it), and after how many datagrams decoded in full it
-# starts over once it is full (as DropSiteScanner).
-MAX_REMEMBERED_SHAPES = 1024
+# How many bytes a shape may have (its strings and unknown attributes are kept with it).
+# How many shapes are remembered, and when a full decoder starts over, is ShapeMemory's
+# bound, shared with DropSiteScanner.
 MAX_SHAPE_BYTES = 1024
-FORGET_AFTER_MISSES = 65536
 
 _ALERT_FIELDS = tuple(field.name for field in dataclasses.fields(PacketAlert))
 # The struct code of each reader a varying field may have: what it reads, exactly.
@@ -199,66 +197,45 @@ class PacketAlertDecoder:
 
     def __init__(self, family_id: int) -> None:
         self.family_id = family_id
-        self._layouts_by_length: dict[int, list[_Layout]] = {}  # the last used first
-        self._layouts: dict[tuple[str, str], _Layout] = {}  # by (shape format, values format)
-        self._remembered = 0
-        self._misses_while_full = 0
+        # Layouts keyed by (shape format, values format): the same spans may hold a number
+        # in one datagram and bytes in another.
+        self.memory: ShapeMemory[_Layout] = ShapeMemory()
 
     def decode(self, data: bytes | bytearray | memoryview) -> list[Event]:
         """Exactly :func:`decode_datagram` ``(data, family_id)``."""
         if not isinstance(data, bytes):
             data = bytes(data)  # len() of a memoryview counts its items, not its bytes
-        layouts = self._layouts_by_length.get(len(data))
+        layouts = self.memory.by_length.get(len(data))
         if layouts is None:
             return self._decode_and_remember(data)
         shape, values, known = layouts[0]
         recipe = known.get(shape.unpack_from(data))
         if recipe is None:
-            found = self._look_in_other_layouts(layouts, data)
+            found = ShapeMemory.find_in_others(layouts, data)
             if found is None:
                 return self._decode_and_remember(data)
-            recipe, values = found
+            (_, values, _), recipe = found
         values_read = values.unpack_from(data)
         if len(recipe) == 1:  # the kernel sends one alert a datagram
             constants, build = recipe[0]
             return [build(constants, values_read)]
         return [build(constants, values_read) for constants, build in recipe]
 
-    @staticmethod
-    def _look_in_other_layouts(
-        layouts: list[_Layout], data: bytes
-    ) -> tuple[_Recipe, struct.Struct] | None:
-        """The recipe and values struct of a layout but the first; it then becomes the first."""
-        for index in range(1, len(layouts)):
-            shape, values, known = layouts[index]
-            recipe = known.get(shape.unpack_from(data))
-            if recipe is not None:
-                layouts.insert(0, layouts.pop(index))  # interleaved layouts: the busiest first
-                return recipe, values
-        return None
-
     def _decode_and_remember(self, data: bytes) -> list[Event]:
         events = decode_datagram(data, self.family_id)
         alerts = [event for event in events if type(event) is PacketAlert]
         if not alerts or len(alerts) != len(events):
             return events
-        if self._remembered >= MAX_REMEMBERED_SHAPES:
-            self._misses_while_full += 1
-            if self._misses_while_full < FORGET_AFTER_MISSES:
-                return events
-            self._layouts_by_length.clear()
-            self._layouts.clear()
-            self._remembered = self._misses_while_full = 0
+        if not self.memory.may_learn():
+            return events
         plan = _plan(data, alerts)
         if plan is None:
             return events
         shape_format, values_format, recipe = plan
-        layout = self._layouts.get((shape_format, values_format))
-        if layout is None:
-            layout = (struct.Struct(shape_format), struct.Struct(values_format), {})
-            self._layouts[shape_format, values_format] = layout
-            self._layouts_by_length.setdefault(len(data), []).insert(0, layout)
-        shape, _, known = layout
-        known[shape.unpack_from(data)] = recipe
-        self._remembered += 1
+        self.memory.remember(
+            (shape_format, values_format),
+            lambda: (struct.Struct(shape_format), struct.Struct(values_format), {}),
+            data,
+            recipe,
+        )
         return events

@@ -35,9 +35,9 @@ from __future__ import annotations
 
 import dataclasses
 import struct
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from netdm.proto.constants import (
     GENL_ID_CTRL,
@@ -758,6 +758,73 @@ FORGET_AFTER_MISSES = 65536
 
 # A struct picking a datagram layout's shape bytes, and the drop sites of the shapes seen.
 _ShapeLayout = tuple[struct.Struct, dict[tuple[bytes, ...], tuple[DropSite, ...]]]
+LayoutT = TypeVar("LayoutT", bound=tuple[Any, ...])
+
+
+class ShapeMemory(Generic[LayoutT]):
+    """What a shape cache remembers, and its bound: one piece for every shape cache.
+
+    A *layout* is a tuple: first the struct picking a datagram's shape bytes,
+    last the dict from shape bytes to what such datagrams decode to (more
+    structs may come between).  Layouts are kept by datagram length, the last
+    used first, and by a hashable key naming their formats.
+
+    Bounded: once :data:`MAX_REMEMBERED_SHAPES` shapes are remembered no more
+    are learnt (learning costs about one full decode, wasted on a stream that
+    does not repeat itself) until :data:`FORGET_AFTER_MISSES` datagrams later
+    were decoded in full; then everything is forgotten and learning starts over.
+    """
+
+    def __init__(self) -> None:
+        self.by_length: dict[int, list[LayoutT]] = {}  # the last used first
+        self.by_format: dict[Hashable, LayoutT] = {}
+        self.remembered = 0
+        self._misses_while_full = 0
+
+    @staticmethod
+    def find_in_others(
+        layouts: list[LayoutT], data: bytes | bytearray | memoryview
+    ) -> tuple[LayoutT, Any] | None:
+        """The layout but the first of ``layouts`` that knows ``data``'s shape, and its answer.
+
+        That layout becomes the first: with interleaved layouts, the busiest
+        stays in front.  (The callers check the first one themselves: it is
+        their hot path.)
+        """
+        for index in range(1, len(layouts)):
+            layout = layouts[index]
+            answer = layout[-1].get(layout[0].unpack_from(data))
+            if answer is not None:
+                layouts.insert(0, layouts.pop(index))
+                return layout, answer
+        return None
+
+    def may_learn(self) -> bool:
+        """Whether one more shape may be learnt now; counts a miss while full."""
+        if self.remembered < MAX_REMEMBERED_SHAPES:
+            return True
+        self._misses_while_full += 1
+        if self._misses_while_full < FORGET_AFTER_MISSES:
+            return False
+        self.by_length.clear()
+        self.by_format.clear()
+        self.remembered = self._misses_while_full = 0
+        return True
+
+    def remember(
+        self,
+        key: Hashable,
+        new_layout: Callable[[], LayoutT],
+        data: bytes | bytearray | memoryview,
+        answer: Any,
+    ) -> None:
+        """Remember ``data``'s shape with ``answer``, in the layout named ``key``."""
+        layout = self.by_format.get(key)
+        if layout is None:
+            layout = self.by_format[key] = new_layout()
+            self.by_length.setdefault(len(data), []).insert(0, layout)
+        layout[-1][layout[0].unpack_from(data)] = answer
+        self.remembered += 1
 
 
 class DropSiteScanner:
@@ -776,33 +843,25 @@ class DropSiteScanner:
     sites: it costs one ``unpack_from`` and one dict lookup.  Anything else
     (another length or shape, a summary alert, damage) is scanned in full.
 
-    Memory is bounded: once :data:`MAX_REMEMBERED_SHAPES` are remembered no
-    more are learnt (learning costs about one full decode, wasted on a stream
-    that does not repeat itself) until :data:`FORGET_AFTER_MISSES` datagrams
-    later were scanned in full; then it forgets them all and starts over.
+    Memory is bounded as :class:`ShapeMemory` says.
     """
 
     def __init__(self, family_id: int) -> None:
         self.family_id = family_id
-        self._layouts_by_length: dict[int, list[_ShapeLayout]] = {}  # the last used first
-        self._layouts: dict[str, _ShapeLayout] = {}  # by struct format
-        self._remembered = 0
-        self._misses_while_full = 0
+        self.memory: ShapeMemory[_ShapeLayout] = ShapeMemory()
 
     def scan(self, data: bytes | bytearray | memoryview) -> tuple[DropSite, ...] | None:
         """Exactly :func:`scan_drop_sites` ``(data, family_id)``."""
-        layouts = self._layouts_by_length.get(len(data))
+        layouts = self.memory.by_length.get(len(data))
         if layouts is not None:
             shape, known = layouts[0]
             sites = known.get(shape.unpack_from(data))
             if sites is not None:
                 return sites
-            for index in range(1, len(layouts)):
-                shape, known = layouts[index]
-                sites = known.get(shape.unpack_from(data))
-                if sites is not None:
-                    layouts.insert(0, layouts.pop(index))  # interleaved sites: the busiest first
-                    return sites
+            found = ShapeMemory.find_in_others(layouts, data)
+            if found is not None:
+                remembered_sites: tuple[DropSite, ...] = found[1]
+                return remembered_sites
         return self._scan_and_remember(data)
 
     def _scan_and_remember(
@@ -812,19 +871,9 @@ class DropSiteScanner:
         sites = scan_drop_sites(data, self.family_id)
         if not sites:
             return sites
-        if self._remembered >= MAX_REMEMBERED_SHAPES:
-            self._misses_while_full += 1
-            if self._misses_while_full < FORGET_AFTER_MISSES:
-                return sites
-            self._layouts_by_length.clear()
-            self._layouts.clear()
-            self._remembered = self._misses_while_full = 0
-        shape_format = _shape_format(data)
-        layout = self._layouts.get(shape_format)
-        if layout is None:
-            layout = self._layouts[shape_format] = (struct.Struct(shape_format), {})
-            self._layouts_by_length.setdefault(len(data), []).insert(0, layout)
-        shape, known = layout
-        known[shape.unpack_from(data)] = sites
-        self._remembered += 1
+        if self.memory.may_learn():
+            shape_format = _shape_format(data)
+            self.memory.remember(
+                shape_format, lambda: (struct.Struct(shape_format), {}), data, sites
+            )
         return sites

@@ -38,11 +38,13 @@ from netdm_proto_strategies import (
 )
 
 import netdm.proto.alert_cache as alert_cache
+import netdm.proto.decode as shape_memory
 from netdm.aggregate import IntervalAggregator, IntervalSummary
 from netdm.capture import read_capture, read_symbols
 from netdm.proto import PacketAlert, ProtocolError, decode_datagram
-from netdm.proto.alert_cache import MAX_REMEMBERED_SHAPES, PacketAlertDecoder
+from netdm.proto.alert_cache import PacketAlertDecoder
 from netdm.proto.constants import NLA_F_NESTED, Attr, Cmd, Origin
+from netdm.proto.decode import MAX_REMEMBERED_SHAPES
 from netdm.proto.encode import build_packet_alert, build_stats_new, build_summary_alert
 from netdm.proto.events import DropPoint, InPort, RawAttribute, StatsReply
 from netdm.render import PacketPrinter, make_renderer
@@ -120,8 +122,8 @@ def test_packet_alerts_decode_as_the_full_decoder_learnt_and_remembered(
     with full_decodes() as spy:
         assert assert_decodes_alike(decoder, data)[0] == "events"  # learnt
         assert_decodes_alike(decoder, data)  # remembered
-        assert spy.call_count == (1 if decoder._remembered else 2)
-    assert decoder._remembered or len(data) > alert_cache.MAX_SHAPE_BYTES
+        assert spy.call_count == (1 if decoder.memory.remembered else 2)
+    assert decoder.memory.remembered or len(data) > alert_cache.MAX_SHAPE_BYTES
 
 
 @example_budget(100)
@@ -271,7 +273,7 @@ def test_layouts_of_one_length_take_turns() -> None:
     with full_decodes() as spy:
         for data in [first, second] * 3 + [second, first]:
             assert_decodes_alike(decoder, data)
-    assert len(decoder._layouts_by_length[len(first)]) == 2
+    assert len(decoder.memory.by_length[len(first)]) == 2
     assert spy.call_count == 2  # each decoded in full once, then remembered
 
 
@@ -335,14 +337,14 @@ def test_built_alerts_are_alerts(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_the_decoder_stops_learning_when_full_and_starts_over_later(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(alert_cache, "MAX_REMEMBERED_SHAPES", 4)
-    monkeypatch.setattr(alert_cache, "FORGET_AFTER_MISSES", 3)
+    monkeypatch.setattr(shape_memory, "MAX_REMEMBERED_SHAPES", 4)  # ShapeMemory's bound
+    monkeypatch.setattr(shape_memory, "FORGET_AFTER_MISSES", 3)
     decoder = PacketAlertDecoder(FAMILY_ID)
     stream = [build_packet_alert(FAMILY_ID, _alert(pc=pc)) for pc in range(12)]
     remembered = []
     for data in stream + stream:
         assert_decodes_alike(decoder, data)
-        remembered.append(decoder._remembered)
+        remembered.append(decoder.memory.remembered)
     # 4 learnt, then 3 decoded in full (the third of which starts over): 1, 2, ...
     assert remembered[:8] == [1, 2, 3, 4, 4, 4, 1, 2]
     assert max(remembered) == 4
@@ -352,8 +354,9 @@ def test_a_full_decoder_takes_no_more_memory() -> None:
     decoder = PacketAlertDecoder(FAMILY_ID)
     for pc in range(MAX_REMEMBERED_SHAPES + 10):
         assert_decodes_alike(decoder, build_packet_alert(FAMILY_ID, _alert(pc=pc)))
-    assert decoder._remembered == MAX_REMEMBERED_SHAPES
-    assert sum(len(known) for _, _, known in decoder._layouts.values()) == MAX_REMEMBERED_SHAPES
+    assert decoder.memory.remembered == MAX_REMEMBERED_SHAPES
+    layouts = decoder.memory.by_format.values()
+    assert sum(len(known) for _, _, known in layouts) == MAX_REMEMBERED_SHAPES
 
 
 def test_long_shapes_are_not_remembered() -> None:
@@ -364,10 +367,10 @@ def test_long_shapes_are_not_remembered() -> None:
     with full_decodes() as spy:
         assert_decodes_alike(decoder, data)
         assert_decodes_alike(decoder, data)
-    assert spy.call_count == 2 and decoder._remembered == 0
+    assert spy.call_count == 2 and decoder.memory.remembered == 0
     # A long payload is no part of a shape: remembered.
     assert_decodes_alike(decoder, build_packet_alert(FAMILY_ID, _alert(payload=bytes(1500))))
-    assert decoder._remembered == 1
+    assert decoder.memory.remembered == 1
 
 
 def test_builders_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -228,7 +228,7 @@ def test_what_a_drop_site_is_not_made_of_does_not_matter() -> None:
     )
     sites = scanner.scan(build_packet_alert(FAMILY_ID, first))
     assert scanner.scan(build_packet_alert(FAMILY_ID, second)) is sites  # the remembered tuple
-    assert scanner._remembered == 1
+    assert scanner.memory.remembered == 1
 
 
 def test_wrong_sized_values_a_drop_site_skips_still_fail() -> None:
@@ -288,7 +288,7 @@ def test_the_scanner_stops_learning_when_full_and_starts_over_later(
     remembered = []
     for data in stream + stream:
         assert scanner.scan(data) == scan_drop_sites(data, FAMILY_ID)
-        remembered.append(scanner._remembered)
+        remembered.append(scanner.memory.remembered)
     # 4 learnt, then 3 scanned in full (the third of which starts over): 1, 2, ...
     assert remembered[:8] == [1, 2, 3, 4, 4, 4, 1, 2]
     assert max(remembered) == 4
@@ -299,8 +299,9 @@ def test_a_full_scanner_takes_no_more_memory() -> None:
     for pc in range(MAX_REMEMBERED_SHAPES + 10):
         data = build_packet_alert(FAMILY_ID, _alert(pc=pc, symbol=None))
         assert scanner.scan(data) == (DropSite(0, pc, None, "NO_SOCKET"),)
-    assert scanner._remembered == MAX_REMEMBERED_SHAPES
-    assert sum(len(known) for _, known in scanner._layouts.values()) == MAX_REMEMBERED_SHAPES
+    assert scanner.memory.remembered == MAX_REMEMBERED_SHAPES
+    layouts = scanner.memory.by_format.values()
+    assert sum(len(known) for _, known in layouts) == MAX_REMEMBERED_SHAPES
 
 
 # --------------------------------------------------------------------------- the pipeline
