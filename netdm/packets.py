@@ -1100,6 +1100,7 @@ def _payload_headers_json(proto: int | None, payload: bytes | None) -> str:
     """
     if payload is not None:
         size = len(payload)
+        l4_offset = 0  # where the transport header starts, once layer 3 is known to be plain
         if proto == ETHERTYPE_IPV4 and size >= _ETHERNET_IPV4.size:
             (
                 macs,
@@ -1118,43 +1119,28 @@ def _payload_headers_json(proto: int | None, payload: bytes | None) -> str:
                 and version_ihl == 0x45
                 and not fragment & _IPV4_FRAGMENT_BITS
             ):
-                key = (macs, addresses, ttl, protocol)
-                if protocol == IPPROTO_UDP:  # the most common: written here, one call less
-                    if size >= _ETHERNET_IPV4_L4 + _UDP_HEADER_LEN:
-                        head = _FAST_HEADS.get(key) or _fast_head(key, proto, payload)
-                        return (
-                            f'{head}"ip_length":{ip_length},"fragment_offset":null,'
-                            f'"more_fragments":false,"l4":"UDP","l4_offset":34,'
-                            f'"sport":{first},"dport":{second},{_NO_TRANSPORT_DETAILS_JSON}'
-                        )
-                else:
-                    rest = _transport_json(
-                        payload, size, protocol, _ETHERNET_IPV4_L4, first, second
-                    )
-                    if rest is not None:
-                        head = _FAST_HEADS.get(key) or _fast_head(key, proto, payload)
-                        return f'{head}"ip_length":{ip_length},{_NOT_A_FRAGMENT_JSON}{rest}'
+                l4_offset = _ETHERNET_IPV4_L4
         elif proto == ETHERTYPE_IPV6 and size >= _ETHERNET_IPV6.size:
             macs, ethertype, version_flow, ip_length, protocol, ttl, addresses, first, second = (
                 _ETHERNET_IPV6.unpack_from(payload)
             )
             if ethertype == ETHERTYPE_IPV6 and version_flow >> 28 == 6:
-                key = (macs, addresses, ttl, protocol)
-                if protocol == IPPROTO_UDP:
-                    if size >= _ETHERNET_IPV6_L4 + _UDP_HEADER_LEN:
-                        head = _FAST_HEADS.get(key) or _fast_head(key, proto, payload)
-                        return (
-                            f'{head}"ip_length":{ip_length},"fragment_offset":null,'
-                            f'"more_fragments":false,"l4":"UDP","l4_offset":54,'
-                            f'"sport":{first},"dport":{second},{_NO_TRANSPORT_DETAILS_JSON}'
-                        )
-                else:
-                    rest = _transport_json(
-                        payload, size, protocol, _ETHERNET_IPV6_L4, first, second
+                l4_offset = _ETHERNET_IPV6_L4
+        if l4_offset:  # then ethertype == proto: the payload agrees with the alert
+            key = (macs, addresses, ttl, protocol)
+            if protocol == IPPROTO_UDP:  # the most common: written here, one call less
+                if size >= l4_offset + _UDP_HEADER_LEN:
+                    head = _FAST_HEADS.get(key) or _fast_head(key, ethertype, payload)
+                    return (
+                        f'{head}"ip_length":{ip_length},"fragment_offset":null,'
+                        f'"more_fragments":false,"l4":"UDP","l4_offset":{l4_offset},'
+                        f'"sport":{first},"dport":{second},{_NO_TRANSPORT_DETAILS_JSON}'
                     )
-                    if rest is not None:
-                        head = _FAST_HEADS.get(key) or _fast_head(key, proto, payload)
-                        return f'{head}"ip_length":{ip_length},{_NOT_A_FRAGMENT_JSON}{rest}'
+            else:
+                rest = _transport_json(payload, size, protocol, l4_offset, first, second)
+                if rest is not None:
+                    head = _FAST_HEADS.get(key) or _fast_head(key, ethertype, payload)
+                    return f'{head}"ip_length":{ip_length},{_NOT_A_FRAGMENT_JSON}{rest}'
     return _headers_json(describe_packet(proto, payload or b""))
 
 
