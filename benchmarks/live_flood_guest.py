@@ -1101,19 +1101,18 @@ def make_tool(name: str, scratch: Path, options: argparse.Namespace, kernel: Ker
 
 
 def _new_tool(name: str, scratch: Path, options: argparse.Namespace, kernel: KernelChannel) -> Tool:
-    if name == NETDM_SUMMARIES:
-        return NetdmSummaries(scratch, options.trunc_len, options.queue_len)
-    if name == NETDM_LINES:
-        return NetdmLines(scratch, options.trunc_len, options.queue_len)
-    if name == PROFILED_TOOL:
-        return NetdmProfiled(scratch, options.trunc_len, options.queue_len)
-    if name == BATCHED_TOOL:
-        return BatchedPipeline(scratch, options.trunc_len, options.queue_len)
-    if name == FLOOR_TOOL:
-        return PythonFloor(scratch, options.trunc_len, options.queue_len)
-    if name == MMSG_FLOOR_TOOL:
-        return MmsgFloor(scratch, options.trunc_len, options.queue_len)
-    return Dropwatch(scratch, options.trunc_len, options.queue_len, kernel.config)
+    if name == DROPWATCH_TOOL:
+        return Dropwatch(scratch, options.trunc_len, options.queue_len, kernel.config)
+    netdm_tools: tuple[type[Tool], ...] = (
+        NetdmSummaries,
+        NetdmLines,
+        NetdmProfiled,
+        BatchedPipeline,
+        PythonFloor,
+        MmsgFloor,
+    )
+    [tool_class] = [tool for tool in netdm_tools if tool.name == name]
+    return tool_class(scratch, options.trunc_len, options.queue_len)
 
 
 # ----------------------------------------------------------------------------- experiments
