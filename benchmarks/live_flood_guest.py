@@ -795,8 +795,8 @@ class KernelChannel:
     """netdm's own control channel: the drop monitor's STATS and configuration."""
 
     def __init__(self) -> None:
-        from netdm.control import KernelControl
-        from netdm.transport import NetlinkTransport
+        from netdm.netlink.control import KernelControl
+        from netdm.netlink.transport import NetlinkTransport
 
         self.transport = NetlinkTransport(receive_buffer=256 * 1024)
         self.control = KernelControl(self.transport)
@@ -1124,7 +1124,7 @@ def reader_main(kind: str, trunc_len: int, queue_len: int) -> int:
     """A packet-mode receiver that is not netdm's LiveMonitor, to see where the time goes.
 
     Both kinds configure and start the monitor with netdm's own
-    :class:`~netdm.control.KernelControl` on netdm's 16 MiB socket, then read
+    :class:`~netdm.netlink.control.KernelControl` on netdm's 16 MiB socket, then read
     with ``recv_into`` on the non-blocking socket until it is empty, and only
     then wait in ``select``:
 
@@ -1143,13 +1143,13 @@ def reader_main(kind: str, trunc_len: int, queue_len: int) -> int:
     import select
     import socket
 
-    from netdm.aggregate import IntervalAggregator
-    from netdm.control import KernelControl
+    from netdm.engine.aggregate import IntervalAggregator
+    from netdm.engine.session import Pipeline
+    from netdm.engine.symbols import SymbolTable
+    from netdm.netlink.control import KernelControl
+    from netdm.netlink.transport import NetlinkTransport
+    from netdm.output.render import JsonRenderer
     from netdm.proto.constants import AlertMode, Cmd
-    from netdm.render import JsonRenderer
-    from netdm.session import Pipeline
-    from netdm.symbols import SymbolTable
-    from netdm.transport import NetlinkTransport
 
     stopping = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
@@ -1176,7 +1176,7 @@ def reader_main(kind: str, trunc_len: int, queue_len: int) -> int:
     batched = kind == "batched"
     recv_into = sock.recv_into
     if kind == "mmsg-floor":
-        from netdm.batch_receive import open_batch_receiver, packet_alert_slot_size
+        from netdm.netlink.batch_receive import open_batch_receiver, packet_alert_slot_size
 
         receiver = open_batch_receiver(sock.fileno(), packet_alert_slot_size(trunc_len) or 65536)
         if receiver is None:

@@ -210,11 +210,11 @@ def best_of(repeat: int, measure: Callable[[], tuple[float, float]]) -> tuple[fl
 
 def replay_summaries(path: Path, *, need_packets: bool | None, out: TextIO) -> int:
     """``netdm watch -r PATH -q --packets``, as the CLI calls the library; returns records fed."""
-    from netdm.aggregate import IntervalAggregator
     from netdm.capture import read_capture, read_symbols
-    from netdm.render import make_renderer
-    from netdm.session import Pipeline, replay_capture
-    from netdm.symbols import SymbolTable
+    from netdm.engine.aggregate import IntervalAggregator
+    from netdm.engine.session import Pipeline, replay_capture
+    from netdm.engine.symbols import SymbolTable
+    from netdm.output.render import make_renderer
 
     symbols = SymbolTable.from_kallsyms_text(read_symbols(path), source_description=str(path))
     renderer = make_renderer(json_lines=False, out=out, symbols=symbols)
@@ -231,11 +231,11 @@ def replay_summaries(path: Path, *, need_packets: bool | None, out: TextIO) -> i
 
 def replay_packets_as_json(path: Path, out: TextIO) -> int:
     """``netdm watch -r PATH --packets --json``, as the CLI calls the library."""
-    from netdm.aggregate import IntervalAggregator
     from netdm.capture import read_capture, read_symbols
-    from netdm.render import PacketPrinter, make_renderer
-    from netdm.session import Pipeline, replay_capture
-    from netdm.symbols import SymbolTable
+    from netdm.engine.aggregate import IntervalAggregator
+    from netdm.engine.session import Pipeline, replay_capture
+    from netdm.engine.symbols import SymbolTable
+    from netdm.output.render import PacketPrinter, make_renderer
 
     symbols = SymbolTable.from_kallsyms_text(read_symbols(path), source_description=str(path))
     renderer = make_renderer(json_lines=True, out=out, symbols=symbols)
@@ -395,11 +395,11 @@ def rss_child(path: Path, passes: int) -> dict[str, float]:
     Each pass is shifted by the capture's span, so time keeps moving forward and
     windows keep closing, as in a long storm.
     """
-    from netdm.aggregate import IntervalAggregator
     from netdm.capture import NETLINK_GENERIC, read_capture, read_symbols
-    from netdm.render import make_renderer
-    from netdm.session import Pipeline, find_family_id
-    from netdm.symbols import SymbolTable
+    from netdm.engine.aggregate import IntervalAggregator
+    from netdm.engine.session import Pipeline, find_family_id
+    from netdm.engine.symbols import SymbolTable
+    from netdm.output.render import make_renderer
 
     with read_capture(path) as reader:
         family_id, _ = find_family_id(reader)

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from netdm.capture import CaptureRecord, CaptureWriter, read_capture, read_symbols
+from netdm.engine.session import find_family_id
 from netdm.proto import PacketAlert, StatsReply, decode_datagram
 from netdm.proto.encode import build_packet_alert
-from netdm.session import find_family_id
 
 REPO = Path(__file__).resolve().parent.parent
 REAL_CAPTURE = REPO / "captures" / "packet-udp-loopback.pcapng"

@@ -111,7 +111,7 @@ def summary_udp_loopback(out: Path) -> None:
 
 def control_requests(out: Path) -> None:
     """CONFIG_GET / STATS_GET replies, configuration changes and error replies, recorded
-    through netdm's own control layer (netdm.control.KernelControl with a CaptureWriter
+    through netdm's own control layer (netdm.netlink.control.KernelControl with a CaptureWriter
     observing every request and answer).
 
     The sequence (as root, in the VM, drop monitor freshly loaded):
@@ -132,10 +132,10 @@ def control_requests(out: Path) -> None:
     decodes (tests/test_captures.py).
     """
     from netdm.capture import CaptureWriter
-    from netdm.control import KernelControl
+    from netdm.netlink.control import KernelControl
     from netdm.errors import NetdmError
     from netdm.proto.constants import AlertMode
-    from netdm.transport import NetlinkTransport
+    from netdm.netlink.transport import NetlinkTransport
 
     with (
         CaptureWriter.open(

@@ -1,5 +1,5 @@
 """``python -m netdm``: the same as the ``netdm`` command."""
 
-from netdm.cli import main
+from netdm.cli.main import main
 
 main()

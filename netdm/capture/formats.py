@@ -6,7 +6,7 @@ finds it: the pcap file format (draft-ietf-opsawg-pcap, libpcap's
 tcpdump.org's ``LINKTYPE_NETLINK`` page for the 16-byte cooked pseudo-header.
 The *definitions* of the structures are the construct declarations in
 :mod:`netdm.capture.schema`; the ``struct`` formats below are their fast
-twins, and ``tests/test_capture.py`` proves each pair equal.  The reader and
+twins, and ``tests/capture/test_capture.py`` proves each pair equal.  The reader and
 writer import only this module, so ``import netdm.capture`` costs no
 construct import.
 """

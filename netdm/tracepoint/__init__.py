@@ -13,6 +13,6 @@ Layers, as for NET_DM:
   records → drop sites (pure, bytes in; construct definitions beside a fast
   path, proven equal by property tests);
 * :mod:`netdm.tracepoint.tracefs`: the tracefs instance (the only I/O);
-* :mod:`netdm.tracepoint.monitor`: the live loop and the replay of a
-  tracepoint capture, through :class:`netdm.session.Pipeline`.
+* :mod:`netdm.engine.tracepoint_monitor`: the live loop and the replay of a
+  tracepoint capture, through :class:`netdm.engine.session.Pipeline`.
 """

@@ -28,8 +28,8 @@ Three targets, each input going to one of them:
   same events or fail at the same offset; decoded packet alerts in a sample
   are rendered (line, verbose, JSON), which must not raise, must be terminal
   safe, and whose JSON must equal ``json.dumps`` of :func:`packet_to_json`.
-* ``headers``: :func:`netdm.headers.describe_packet` never raises; a sample
-  must equal :func:`~netdm.headers.describe_packet_reference` and render.
+* ``headers``: :func:`netdm.engine.headers.describe_packet` never raises; a sample
+  must equal :func:`~netdm.engine.headers.describe_packet_reference` and render.
 * ``capture``: :class:`netdm.capture.CaptureReader` over a mutated pcapng or
   pcap file gives records or raises :class:`~netdm.capture.CaptureError`,
   nothing else; the fast path equals the general one (``_fast=False``), in
@@ -80,7 +80,6 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # run as a script from anywhere: make netdm importable
 
-from netdm import packets  # noqa: E402
 from netdm.capture import (  # noqa: E402
     CaptureError,
     CaptureReader,
@@ -90,8 +89,10 @@ from netdm.capture import (  # noqa: E402
     read_symbols,
 )
 from netdm.capture.read import MAX_PROBLEMS_KEPT  # noqa: E402
+from netdm.engine.headers import PacketHeaders, describe_packet, describe_packet_reference  # noqa: E402
+from netdm.engine.symbols import SymbolTable  # noqa: E402
 from netdm.errors import NetdmError  # noqa: E402
-from netdm.headers import PacketHeaders, describe_packet, describe_packet_reference  # noqa: E402
+from netdm.output import packets  # noqa: E402
 from netdm.proto import (  # noqa: E402
     ConfigReply,
     DropPoint,
@@ -108,7 +109,6 @@ from netdm.proto import (  # noqa: E402
 )
 from netdm.proto.alert_cache import PacketAlertDecoder  # noqa: E402
 from netdm.proto.decode import DropSite, DropSiteScanner, scan_drop_sites  # noqa: E402
-from netdm.symbols import SymbolTable  # noqa: E402
 
 FULL_INPUTS = 1_000_000
 QUICK_INPUTS = 20_000
@@ -1055,9 +1055,9 @@ class CaptureTarget:
 
 def replay(path: str, rng: random.Random) -> str:
     """``netdm watch -r FILE`` in-process, as the CLI calls the library: finishes or NetdmError."""
-    from netdm.aggregate import IntervalAggregator
-    from netdm.render import PacketPrinter, make_renderer
-    from netdm.session import Pipeline, replay_capture
+    from netdm.engine.aggregate import IntervalAggregator
+    from netdm.engine.session import Pipeline, replay_capture
+    from netdm.output.render import PacketPrinter, make_renderer
 
     out = io.StringIO()
     as_json = rng.random() < 0.5

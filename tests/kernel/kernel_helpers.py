@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from netdm.control import KernelConfig, KernelControl
+from netdm.netlink.control import KernelConfig, KernelControl
+from netdm.netlink.transport import NetlinkTransport
 from netdm.proto.constants import AlertMode
-from netdm.transport import NetlinkTransport
 
 REPO = Path(__file__).resolve().parents[2]
 UDP_DROP_FUNCTION = "__udp4_lib_rcv"

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 from kernel_helpers import DEFAULT_CONFIG, kernel_control, run_netdm
 
-from netdm.control import KernelConfig, KernelControl
 from netdm.errors import AlreadyRunningError
+from netdm.netlink.control import KernelConfig, KernelControl
 from netdm.proto.constants import AlertMode
 
 

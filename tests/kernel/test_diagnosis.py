@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 from kernel_helpers import REPO, kernel_control
 
-from netdm.control import KernelControl
 from netdm.errors import ExitCode
+from netdm.netlink.control import KernelControl
 
 
 @pytest.fixture(name="control")

@@ -27,7 +27,7 @@ from kernel_helpers import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from netdm.control import KernelConfig, KernelControl
+from netdm.netlink.control import KernelConfig, KernelControl
 from netdm.proto.constants import AlertMode
 
 SENT = 37

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import pytest
 from kernel_helpers import NetdmProcess, kernel_control
 
-from netdm.control import KernelControl
+from netdm.netlink.control import KernelControl
 
 if TYPE_CHECKING:
     from conftest import NetdevsimDevice

@@ -27,11 +27,11 @@ from typing import TYPE_CHECKING
 import pytest
 from kernel_helpers import DEFAULT_CONFIG
 
-from netdm.control import KernelControl
+from netdm.netlink.control import KernelControl
+from netdm.netlink.transport import NetlinkTransport
 from netdm.proto import decode_datagram
 from netdm.proto.constants import AlertMode
 from netdm.proto.events import Event, PacketAlert, SummaryAlert
-from netdm.transport import NetlinkTransport
 
 if TYPE_CHECKING:
     from conftest import NetdevsimDevice

@@ -24,7 +24,7 @@ from kernel_helpers import (
     tc_drop_rule_on_loopback,
 )
 
-from netdm.control import KernelConfig, KernelControl
+from netdm.netlink.control import KernelConfig, KernelControl
 from netdm.proto.constants import AlertMode
 
 PAYLOAD = bytes(range(200))

@@ -28,7 +28,7 @@ from kernel_helpers import (
     send_udp_drops,
 )
 
-from netdm.control import KernelControl
+from netdm.netlink.control import KernelControl
 
 BURST = 3000
 # The smallest --rcvbuf netdm accepts.

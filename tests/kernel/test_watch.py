@@ -27,8 +27,8 @@ from kernel_helpers import (
     send_udp_drops,
 )
 
-from netdm.control import KernelConfig, KernelControl
 from netdm.errors import AlreadyRunningError, ExitCode
+from netdm.netlink.control import KernelConfig, KernelControl
 from netdm.proto.constants import AlertMode
 
 

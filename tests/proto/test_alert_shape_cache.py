@@ -39,17 +39,17 @@ from netdm_proto_strategies import (
 
 import netdm.proto.alert_cache as alert_cache
 import netdm.proto.decode as shape_memory
-from netdm.aggregate import IntervalAggregator, IntervalSummary
 from netdm.capture import read_capture, read_symbols
+from netdm.engine.aggregate import IntervalAggregator, IntervalSummary
+from netdm.engine.session import Pipeline, replay_capture
+from netdm.engine.symbols import SymbolTable
+from netdm.output.render import PacketPrinter, make_renderer
 from netdm.proto import PacketAlert, ProtocolError, decode_datagram
 from netdm.proto.alert_cache import PacketAlertDecoder
 from netdm.proto.constants import NLA_F_NESTED, Attr, Cmd, Origin
 from netdm.proto.decode import MAX_REMEMBERED_SHAPES
 from netdm.proto.encode import build_packet_alert, build_stats_new, build_summary_alert
 from netdm.proto.events import DropPoint, InPort, RawAttribute, StatsReply
-from netdm.render import PacketPrinter, make_renderer
-from netdm.session import Pipeline, replay_capture
-from netdm.symbols import SymbolTable
 
 CAPTURES = Path(__file__).resolve().parents[2] / "captures"
 FAMILY_ID = 0x20

@@ -33,8 +33,11 @@ from netdm_proto_strategies import (
     same_length_variant,
 )
 
-from netdm.aggregate import IntervalAggregator, IntervalSummary, packet_location
 from netdm.capture import read_capture, read_symbols
+from netdm.engine.aggregate import IntervalAggregator, IntervalSummary, packet_location
+from netdm.engine.session import Pipeline, replay_capture
+from netdm.engine.symbols import SymbolTable
+from netdm.output.render import make_renderer
 from netdm.proto import PacketAlert, ProtocolError, decode_datagram
 from netdm.proto.constants import NLA_F_NESTED, Attr, Origin, PortAttr
 from netdm.proto.decode import (
@@ -45,9 +48,6 @@ from netdm.proto.decode import (
 )
 from netdm.proto.encode import build_packet_alert, build_stats_new, build_summary_alert
 from netdm.proto.events import DropPoint, InPort, RawAttribute, StatsReply
-from netdm.render import make_renderer
-from netdm.session import Pipeline, replay_capture
-from netdm.symbols import SymbolTable
 
 CAPTURES = Path(__file__).resolve().parents[2] / "captures"
 FAMILY_ID = 0x20

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import pytest
 
-from netdm.aggregate import IntervalAggregator, IntervalSummary
-from netdm.session import Pipeline, WatchSettings
-from netdm.symbols import SymbolTable
-from netdm.tracepoint.monitor import TracepointMonitor
+from netdm.engine.aggregate import IntervalAggregator, IntervalSummary
+from netdm.engine.session import Pipeline, WatchSettings
+from netdm.engine.symbols import SymbolTable
+from netdm.engine.tracepoint_monitor import TracepointMonitor
 from netdm.tracepoint.tracefs import (
     EVENT_NAME,
     EVENT_SYSTEM,
