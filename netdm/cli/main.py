@@ -42,21 +42,21 @@ def exit_codes_help() -> str:
     """The epilog of ``netdm --help``: every :class:`ExitCode`, in columns read downwards."""
     cells = [f"{int(code)}  {EXIT_CODE_MEANINGS[code]}" for code in ExitCode]
     columns = [cells[at : at + EXIT_CODE_ROWS] for at in range(0, len(cells), EXIT_CODE_ROWS)]
-    lines = []
-    for row in range(EXIT_CODE_ROWS):
-        line = ""
-        for index, column in enumerate(columns):
-            if row >= len(column):
-                break
-            if index < len(columns) - 1:
-                width = max(
-                    EXIT_CODE_COLUMN_WIDTHS[min(index, len(EXIT_CODE_COLUMN_WIDTHS) - 1)],
-                    max(map(len, column)) + 2,
-                )
-                line += column[row].ljust(width)
-            else:
-                line += column[row]
-        lines.append(f"  {line.rstrip()}")
+    layout = (*EXIT_CODE_COLUMN_WIDTHS, *[0] * len(columns))
+    # A longer meaning, or a new column, widens the layout instead of overlapping.
+    widths = [
+        max(layout[index], *(len(cell) + 2 for cell in column))
+        for index, column in enumerate(columns)
+    ]
+    lines = [
+        "  "
+        + "".join(
+            column[row].ljust(width)
+            for column, width in zip(columns, widths, strict=True)
+            if row < len(column)
+        ).rstrip()
+        for row in range(EXIT_CODE_ROWS)
+    ]
     return "\n\b\nExit codes:\n" + "\n".join(lines) + "\n"
 
 
