@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from netdm.engine.symbols import SymbolTable
     from netdm.engine.tracepoint_monitor import TracepointRecorder
 
-SourceName = Literal["auto", "netdm", "tracepoint"]
 APPLICATION = f"netdm {__version__}"  # what a recording says wrote it
 
 
