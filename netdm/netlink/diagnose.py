@@ -13,6 +13,11 @@ import gzip
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from netdm.netlink.control import KernelControl
+    from netdm.netlink.transport import NetlinkTransport
 
 CONFIG_SYMBOL = "CONFIG_NET_DROP_MONITOR"
 MODULE_NAME = "drop_monitor"
@@ -129,6 +134,21 @@ def explain_missing_family(files: SystemFiles | None = None) -> str:
         f"the {MODULE_NAME} module is loaded but the NET_DM family did not resolve: "
         "is netdm in the initial network namespace?"
     )
+
+
+def open_kernel_control(
+    receive_buffer: int = 256 * 1024,
+) -> tuple[NetlinkTransport, KernelControl]:
+    """A control socket whose :class:`FamilyNotFoundError` names the cause."""
+    from netdm.errors import FamilyNotFoundError
+    from netdm.netlink.control import KernelControl
+    from netdm.netlink.transport import NetlinkTransport
+
+    try:
+        transport = NetlinkTransport(receive_buffer=receive_buffer)
+    except FamilyNotFoundError:
+        raise FamilyNotFoundError(explain_missing_family()) from None
+    return transport, KernelControl(transport)
 
 
 # --------------------------------------------------------------------------- netdm doctor

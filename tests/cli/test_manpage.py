@@ -39,7 +39,7 @@ def generated() -> str:
 
 def test_the_man_page_in_the_repository_is_up_to_date(generated: str) -> None:
     assert MANPAGE.read_text() == generated, (
-        "docs/man/netdm.1 no longer matches the click commands in netdm/cli/main.py: "
+        "docs/man/netdm.1 no longer matches the click commands in netdm/cli/: "
         "regenerate it with `python docs/man/make_manpage.py` and commit docs/man/netdm.1"
     )
 
