@@ -169,26 +169,29 @@ def _wrong_size(kind: str, expected: int, found: int, offset: int) -> ProtocolEr
 
 
 def _fixed_reader(field: FormatField) -> Reader:
-    """The reader of ``exactly(field)``: one value that fills its attribute exactly."""
+    """The reader of ``exactly(field)``: one value that fills its attribute exactly.
+
+    Generated, as dataclasses generates ``__init__``: with the size and the
+    struct as constants and globals the reader runs as fast as one written by
+    hand (a closure copies its cells on every call, and this is the hot path).
+    """
     code = field.fmtstr.lstrip("<")
     size = struct.calcsize("<" + code)
     kind = f"{'s' if code.islower() else 'u'}{8 * size}"
-    if size == 1 and code == "B":
-
-        def read_byte(data: bytes, start: int, end: int, offset: int) -> int:
-            if end - start != 1:
-                raise _wrong_size(kind, 1, end - start, offset)
-            return data[start]
-
-        return read_byte
-    unpack_from = struct.Struct("<" + code).unpack_from
-
-    def read(data: bytes, start: int, end: int, offset: int) -> Any:
-        if end - start != size:
-            raise _wrong_size(kind, size, end - start, offset)
-        return unpack_from(data, start)[0]
-
-    return read
+    value = "data[start]" if code == "B" else "field.unpack_from(data, start)[0]"
+    source = (
+        "def read(data, start, end, offset):\n"
+        f"    if end - start != {size}:\n"
+        f"        raise wrong_size({kind!r}, {size}, end - start, offset)\n"
+        f"    return {value}\n"
+    )
+    namespace: dict[str, Any] = {
+        "field": struct.Struct("<" + code),
+        "wrong_size": _wrong_size,
+    }
+    exec(source, namespace)  # noqa: S102 - our own text: a size, a name, a struct code
+    reader: Reader = namespace["read"]
+    return reader
 
 
 def _fixed_field(value: Any) -> FormatField | None:

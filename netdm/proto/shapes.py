@@ -96,7 +96,9 @@ class ShapeMemory(Generic[LayoutT]):
         self.remembered += 1
 
 
-def struct_format(size: int, spans: list[tuple[int, int, str]], gap: str) -> tuple[str, int]:
+def struct_format(
+    size: int, spans: list[tuple[int, int, str]], gap: str, *, cut_skipped_tail: bool = False
+) -> tuple[str, int]:
     """A ``struct`` format covering ``size`` bytes: ``spans`` as they say, the rest as ``gap``.
 
     ``spans`` are sorted, disjoint ``(start, stop, code)``; ``code`` is the
@@ -104,6 +106,9 @@ def struct_format(size: int, spans: list[tuple[int, int, str]], gap: str) -> tup
     fixed-size one like ``"Q"``), ``gap`` is ``"s"`` or ``"x"``.  Also returns
     how many bytes lie between the spans.  Empty spans are kept (``0s`` reads
     ``b""``) so that the values of two formats of one datagram line up.
+    ``cut_skipped_tail`` leaves out a skipped last span: a struct unpacks
+    faster without bytes it need not look at (its size is then less than
+    ``size``, which ``unpack_from`` allows).
     """
     parts = ["<"]
     between = position = 0
@@ -116,4 +121,6 @@ def struct_format(size: int, spans: list[tuple[int, int, str]], gap: str) -> tup
     if size > position:
         parts.append(f"{size - position}{gap}")
         between += size - position
+    elif cut_skipped_tail and spans and spans[-1][2] == "x":
+        parts.pop()
     return "".join(parts), between

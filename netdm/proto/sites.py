@@ -137,7 +137,8 @@ def _shape_format(data: bytes) -> str:
         length = NLMSG_LEN_TYPE.unpack_from(data, offset)[0]
         _skip_unread_values(data, offset + GENL_MESSAGE_MIN, offset + length, skipped, nested=False)
         offset += (length + 3) & ~3
-    return struct_format(len(data), [(start, stop, "x") for start, stop in skipped], "s")[0]
+    spans = [(start, stop, "x") for start, stop in skipped if stop > start]
+    return struct_format(len(data), spans, "s", cut_skipped_tail=True)[0]
 
 
 # A struct picking a datagram layout's shape bytes, and the drop sites of the shapes seen.
