@@ -274,8 +274,15 @@ def reader_table(attributes: Mapping[int, Any]) -> dict[int, AttributeField | No
 
 
 def nest_table(nest: Any) -> dict[int, AttributeField | None]:
-    """The reader table of a nest the schema defines with ``nlattr_list``."""
-    return reader_table(attribute_list_parts(nest)[0])
+    """The reader table of a nest the schema defines with ``nlattr_list``.
+
+    Types the table does not name are kept raw, which is what the schema's
+    default (``GreedyBytes``) says; arrays, whose default is a nest, are
+    read by :func:`_array_layout`.
+    """
+    attributes, default, _ = attribute_list_parts(nest)
+    assert default is GreedyBytes, nest
+    return reader_table(attributes)
 
 
 def _required_indices(nest: Any, names: Sequence[str]) -> tuple[int, ...]:
