@@ -139,6 +139,8 @@ def _request(layout: Layout) -> MessageDecoder:
     return decode
 
 
+# Written out, like the reference decoder's converters: the schema defines bytes, and
+# which event a command becomes (with the request's seq, or raw) is not in the bytes.
 _NET_DM_DECODERS: dict[int, MessageDecoder] = {
     Cmd.ALERT: _summary_alert,
     Cmd.PACKET_ALERT: _packet_alert,
