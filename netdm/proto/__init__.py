@@ -5,13 +5,19 @@ transport hands each received datagram to :func:`decode_datagram` together
 with the family id it resolved (itself learnt from a :class:`FamilyInfo`
 event), and sends the bytes the ``build_*`` functions return.
 
-* :mod:`netdm.proto.schema`: the wire format, defined with construct, and a
-  slow reference decoder built only on those definitions.
-* :mod:`netdm.proto.decode`: the fast decoder (``struct`` on offsets), proven
-  equal to the reference by property tests.
+* :mod:`netdm.proto.schema`: the wire format, defined with construct, and
+  :mod:`netdm.proto.reference`, a slow decoder built only on those definitions.
+* :mod:`netdm.proto.decode`: the fast decoder (``struct`` on offsets), whose
+  tables :mod:`netdm.proto.framing` and :mod:`netdm.proto.readers` read off
+  the schema; proven equal to the reference by property tests.
+  :mod:`netdm.proto.sites` (drop sites for summaries) and
+  :mod:`netdm.proto.alert_cache` (whole alerts) remember look-alike datagrams
+  in a :mod:`netdm.proto.shapes` memory; :mod:`netdm.proto.peek` reads a
+  datagram's header bytes without decoding it.
 * :mod:`netdm.proto.encode`: requests, and the kernel's messages for tests.
-  The builders and the reference decoder are imported lazily: importing
-  ``netdm.proto`` (or its constants and events) does not load construct.
+  Everything construct-backed (the decoders, builders, peeks) is imported
+  lazily: importing ``netdm.proto`` (or its constants and events) does not
+  load construct.
 * :mod:`netdm.proto.events`, :mod:`netdm.proto.errors`,
   :mod:`netdm.proto.constants`: what comes out, the one error type, the
   kernel's numbers.
@@ -22,7 +28,6 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from netdm.proto.decode import decode_datagram, decode_message
 from netdm.proto.errors import ProtocolError
 from netdm.proto.events import (
     Ack,
@@ -43,6 +48,7 @@ from netdm.proto.events import (
 )
 
 if TYPE_CHECKING:
+    from netdm.proto.decode import decode_datagram, decode_message
     from netdm.proto.encode import (
         build_ack,
         build_config,
@@ -58,11 +64,13 @@ if TYPE_CHECKING:
         build_stop,
         build_summary_alert,
     )
-    from netdm.proto.schema import decode_datagram_reference
+    from netdm.proto.reference import decode_datagram_reference
 
-# The builders and the reference decoder need construct (tens of milliseconds to
-# import); decoding does not.  They load on first use.
+# The decoders and builders need construct (tens of milliseconds to import; the fast
+# decoder reads its tables off the construct definitions).  They load on first use.
 _CONSTRUCT_BACKED = {
+    "decode_datagram": "netdm.proto.decode",
+    "decode_message": "netdm.proto.decode",
     **{
         name: "netdm.proto.encode"
         for name in (
@@ -81,7 +89,7 @@ _CONSTRUCT_BACKED = {
             "build_summary_alert",
         )
     },
-    "decode_datagram_reference": "netdm.proto.schema",
+    "decode_datagram_reference": "netdm.proto.reference",
 }
 
 

@@ -33,8 +33,8 @@ else (another length or shape, a summary alert, a reply, damage) goes to
 :func:`decode_datagram`, so errors are its errors.  The property tests in
 ``tests/proto/test_alert_shape_cache.py`` hold the cache to it.
 
-Memory is bounded by :class:`~netdm.proto.decode.ShapeMemory`, as the
-:class:`~netdm.proto.decode.DropSiteScanner`'s is, and no shape is longer than
+Memory is bounded by a :class:`~netdm.proto.shapes.ShapeMemory`, as the
+:class:`~netdm.proto.sites.DropSiteScanner`'s is, and no shape is longer than
 :data:`MAX_SHAPE_BYTES`.
 """
 
@@ -46,18 +46,11 @@ from collections.abc import Callable
 from typing import Any
 
 from netdm.proto.constants import NLA_TYPE_MASK
-from netdm.proto.decode import (
-    _GENL_MESSAGE_MIN,
-    _NLATTR,
-    _PACKET_ALERT_READERS,
-    _U32,
-    ShapeMemory,
-    _binary,
-    _u32,
-    _u64,
-    decode_datagram,
-)
+from netdm.proto.decode import decode_datagram
 from netdm.proto.events import Event, PacketAlert
+from netdm.proto.framing import GENL_MESSAGE_MIN, NLATTR, NLMSG_LEN_TYPE
+from netdm.proto.readers import PACKET_ALERT_FIELDS
+from netdm.proto.shapes import ShapeMemory, struct_format
 
 # The PacketAlert fields read from each datagram; all others are remembered with its shape.
 # These are the ones a storm varies packet by packet: a storm of one drop site on one
@@ -70,16 +63,19 @@ VARYING_FIELDS = ("timestamp_ns", "orig_len", "payload", "flow_action_cookie")
 MAX_SHAPE_BYTES = 1024
 
 _ALERT_FIELDS = tuple(field.name for field in dataclasses.fields(PacketAlert))
-# The struct code of each reader a varying field may have: what it reads, exactly.
-_CODES: dict[Any, str] = {_u64: "Q", _u32: "I", _binary: "s"}
 
 
 def _varying_kinds() -> dict[int, tuple[int, str]]:
-    """Attribute type (masked) -> (PacketAlert argument index, struct code), varying fields only."""
+    """Attribute type (masked) -> (PacketAlert argument index, struct code), varying fields only.
+
+    The code is the schema's own (a ``U64`` is ``Q``, ``Binary`` is ``s``): a varying
+    value must be one struct field, read exactly as its reader reads it.
+    """
     kinds = {}
-    for kind, entry in _PACKET_ALERT_READERS.items():
-        if entry is not None and entry[0] in VARYING_FIELDS:
-            kinds[kind] = (_ALERT_FIELDS.index(entry[0]), _CODES[entry[1]])
+    for kind, entry in PACKET_ALERT_FIELDS.items():
+        if entry is not None and entry.name in VARYING_FIELDS:
+            assert entry.struct_code is not None, entry
+            kinds[kind] = (_ALERT_FIELDS.index(entry.name), entry.struct_code)
     return kinds
 
 
@@ -143,9 +139,9 @@ def _varying_spans(data: bytes, offset: int, end: int) -> list[tuple[int, int, i
     Only the last attribute of a type counts, as in :func:`decode_datagram`.
     """
     last: dict[int, tuple[int, int, int, str]] = {}
-    position = offset + _GENL_MESSAGE_MIN
+    position = offset + GENL_MESSAGE_MIN
     while position < end:
-        length, nla_type = _NLATTR.unpack_from(data, position)
+        length, nla_type = NLATTR.unpack_from(data, position)
         varying = _VARYING_KINDS.get(nla_type & NLA_TYPE_MASK)
         if varying is not None:
             last[varying[0]] = (position + 4, position + length, *varying)
@@ -158,34 +154,25 @@ def _plan(data: bytes, alerts: list[PacketAlert]) -> tuple[str, str, _Recipe] | 
 
     ``None`` when its shape would be longer than :data:`MAX_SHAPE_BYTES`.
     """
-    shape_parts, value_parts = ["<"], ["<"]
+    spans: list[tuple[int, int, str]] = []
     recipe = []
-    kept_from = kept = values = 0
     offset = 0
     for alert in alerts:
-        length = _U32.unpack_from(data, offset)[0]
+        length = NLMSG_LEN_TYPE.unpack_from(data, offset)[0]
         constants = [getattr(alert, name) for name in _ALERT_FIELDS]
         slots = []
         for start, stop, argument, code in _varying_spans(data, offset, offset + length):
-            if start > kept_from:
-                shape_parts.append(f"{start - kept_from}s")
-                value_parts.append(f"{start - kept_from}x")
-                kept += start - kept_from
-            shape_parts.append(f"{stop - start}x")
-            value_parts.append(f"{stop - start}s" if code == "s" else code)
             constants[argument] = None  # read from each datagram, never from here
-            slots.append((argument, values))
-            values += 1
-            kept_from = stop
+            slots.append((argument, len(spans)))
+            spans.append((start, stop, code))
         recipe.append((tuple(constants), _builder(tuple(slots))))
         offset += (length + 3) & ~3
-    if len(data) > kept_from:  # the formats cover the whole datagram: a struct's size is its length
-        shape_parts.append(f"{len(data) - kept_from}s")
-        value_parts.append(f"{len(data) - kept_from}x")
-        kept += len(data) - kept_from
+    # Both formats cover the whole datagram: a struct's size is its length.
+    shape_format, kept = struct_format(len(data), [(a, b, "x") for a, b, _ in spans], "s")
     if kept > MAX_SHAPE_BYTES:
         return None
-    return "".join(shape_parts), "".join(value_parts), tuple(recipe)
+    values_format, _ = struct_format(len(data), spans, "x")
+    return shape_format, values_format, tuple(recipe)
 
 
 class PacketAlertDecoder:
@@ -195,11 +182,11 @@ class PacketAlertDecoder:
     ``decode_datagram(data, family_id)`` returns, or raises what it raises.
     """
 
-    def __init__(self, family_id: int) -> None:
+    def __init__(self, family_id: int, memory: ShapeMemory[_Layout] | None = None) -> None:
         self.family_id = family_id
         # Layouts keyed by (shape format, values format): the same spans may hold a number
-        # in one datagram and bytes in another.
-        self.memory: ShapeMemory[_Layout] = ShapeMemory()
+        # in one datagram and bytes in another.  Pass a memory to choose its bounds.
+        self.memory: ShapeMemory[_Layout] = ShapeMemory() if memory is None else memory
 
     def decode(self, data: bytes | bytearray | memoryview) -> list[Event]:
         """Exactly :func:`decode_datagram` ``(data, family_id)``."""

@@ -10,6 +10,7 @@ that this version does not know are kept as :class:`RawAttribute` in
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,3 +189,30 @@ Event = (
     | Done
     | OtherMessage
 )
+
+
+class DropSite(NamedTuple):
+    """A packet alert without its packet: what a summary counts it by.
+
+    The fields are :class:`PacketAlert`'s of the same names, decoded by the
+    same readers.  A named tuple, because it is built and hashed in C.
+    """
+
+    origin: int = 0
+    pc: int | None = None
+    symbol: str | None = None
+    reason: str | None = None
+    hw_trap_group_name: str | None = None
+    hw_trap_name: str | None = None
+
+    @classmethod
+    def of(cls, alert: PacketAlert) -> DropSite:
+        """The drop site of a fully decoded alert."""
+        return cls(
+            alert.origin,
+            alert.pc,
+            alert.symbol,
+            alert.reason,
+            alert.hw_trap_group_name,
+            alert.hw_trap_name,
+        )

@@ -1,4 +1,4 @@
-"""The NET_DM wire format, defined with construct, and a reference decoder built on it.
+"""The NET_DM wire format, defined with construct: the one definition of the bytes.
 
 Strategy: this module is the definition of the bytes.  Each netlink structure
 the drop monitor uses (``nlmsghdr``, ``genlmsghdr``, ``nlattr``, the legacy
@@ -17,11 +17,11 @@ reports the byte offset of the first attribute that did not parse (construct's
 substreams keep absolute offsets), so the reference decoder names the same
 offset as the fast decoder in :mod:`netdm.proto.decode`.
 
-:func:`decode_datagram_reference` parses with these definitions and converts
-the resulting ``Container``s to :mod:`netdm.proto.events`.  It is slow (about
-100 µs a packet alert) and exists to prove the fast decoder right: the property
-tests in ``tests/proto`` require both to give equal events, or both to raise
-:class:`~netdm.proto.errors.ProtocolError` at the same offset.
+The decoders are built on these definitions: :mod:`netdm.proto.reference`
+parses with them (slow, the oracle), and :mod:`netdm.proto.readers` reads its
+fast ``struct`` readers off them when it loads: each attribute table names,
+for every type, the event field (``"pc" / U64``) and the construct its value
+has, and :func:`attribute_list_parts` reads a nest's table back.
 
 Byte order: host order, defined here as little-endian (x86-64, arm64).  Every
 integer below is an ``...l`` field; a big-endian variant would swap them.
@@ -29,7 +29,7 @@ integer below is an ``...l`` field; a big-endian variant would swap them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from construct import (
@@ -56,6 +56,7 @@ from construct import (
     Prefixed,
     RawCopy,
     Rebuild,
+    Renamed,
     Struct,
     Subconstruct,
     Switch,
@@ -81,24 +82,6 @@ from netdm.proto.constants import (
     NlmsgerrAttr,
     PortAttr,
     StatsAttr,
-)
-from netdm.proto.errors import ProtocolError
-from netdm.proto.events import (
-    Ack,
-    ConfigReply,
-    Done,
-    DropPoint,
-    ErrorReply,
-    Event,
-    FamilyInfo,
-    HardwareEntry,
-    InPort,
-    OtherMessage,
-    PacketAlert,
-    RawAttribute,
-    StatsReply,
-    SummaryAlert,
-    UnknownCommand,
 )
 
 # --------------------------------------------------------------------------- building blocks
@@ -193,7 +176,9 @@ U64 = exactly(Int64ul)
 Flag = Terminated  # NLA_FLAG: presence is the value, no data (lib/nlattr.c rejects data)
 String = NulTerminatedString(GreedyBytes)
 Binary = GreedyBytes
-Pad = GreedyBytes  # NET_DM_ATTR_PAD: normally no data; whatever it holds is skipped
+# NET_DM_ATTR_PAD: normally no data; whatever it holds is skipped.  A construct of its own
+# (GreedyBytes renamed to nothing) so that a table's PAD entry can be told from Binary.
+Pad = Renamed(GreedyBytes, newdocs="padding, skipped")
 
 # --------------------------------------------------------------------------- netlink framing
 
@@ -234,9 +219,25 @@ def nlattr(values: Mapping[int, Any], default: Any = GreedyBytes) -> Any:
     )
 
 
-def _has_types(attributes: list[Any], required: Collection[int]) -> bool:
-    present = {attribute.nla_type & NLA_TYPE_MASK for attribute in attributes}
-    return all(kind in present for kind in required)
+class HasTypes:
+    """The ``Check`` of a nest or message that needs some attributes (``required``)."""
+
+    def __init__(self, required: Collection[int]) -> None:
+        self.required = tuple(required)
+
+    def __call__(self, this: Any) -> bool:
+        present = {attribute.nla_type & NLA_TYPE_MASK for attribute in this.attributes}
+        return all(kind in present for kind in self.required)
+
+
+def field_names(attributes: Mapping[int, Any]) -> dict[int, str]:
+    """Attribute type -> the event field its value goes to, for every type but PAD."""
+    return {kind: value.name for kind, value in attributes.items() if value is not Pad}
+
+
+def padding_types(attributes: Mapping[int, Any]) -> frozenset[int]:
+    """The types a table skips (PAD): neither a field nor kept raw."""
+    return frozenset(kind for kind, value in attributes.items() if value is Pad)
 
 
 def nlattr_list(
@@ -245,8 +246,21 @@ def nlattr_list(
     """Attributes back to back, filling their container (a message or a nest)."""
     fields = ["attributes" / GreedyRange(nlattr(values, default)), AttributeListEnd("attribute")]
     if required:
-        fields.append(Check(lambda this: _has_types(this.attributes, required)))
+        fields.append(Check(HasTypes(required)))
     return FocusedSeq("attributes", *fields)
+
+
+def attribute_list_parts(nest: Any) -> tuple[Mapping[int, Any], Any, tuple[int, ...]]:
+    """What :func:`nlattr_list` was given, read back: table, default, required types.
+
+    The fast decoder builds its readers from these, so it follows the
+    definitions above instead of restating them.
+    """
+    greedy_range = nest.subcons[0].subcon
+    switch = greedy_range.subcon.subcon.subcon.subcons[1].subcon  # Aligned/Prefixed/Struct
+    assert isinstance(switch, Switch), nest
+    required = [sub.func.required for sub in nest.subcons if isinstance(sub, Check)]
+    return switch.cases, switch.default, required[0] if required else ()
 
 
 # --------------------------------------------------------------------------- NET_DM
@@ -266,56 +280,71 @@ NetDmAlertMsg = Struct(
 
 # Nests.  IN_PORT and STATS number their attributes from 0; PAD (8) may appear in any
 # nest (nla_put_u64_64bit inside STATS, reference §4.2).
+#
+# Every attribute a table names is ``"field" / type``: the field of the event (in
+# :mod:`netdm.proto.events`) that holds its value.  Renaming is invisible to parsing
+# and building; the reference decoder and the fast decoder both read the names here.
 IN_PORT_ATTRIBUTES: dict[int, Any] = {
-    PortAttr.NETDEV_IFINDEX: U32,
-    PortAttr.NETDEV_NAME: String,
+    PortAttr.NETDEV_IFINDEX: "ifindex" / U32,  # NET_DM_ATTR_PORT_NETDEV_IFINDEX
+    PortAttr.NETDEV_NAME: "name" / String,  # NET_DM_ATTR_PORT_NETDEV_NAME
     Attr.PAD: Pad,
 }
 InPortNest = nlattr_list(IN_PORT_ATTRIBUTES)
-STATS_ATTRIBUTES: dict[int, Any] = {StatsAttr.DROPPED: U64, Attr.PAD: Pad}
+STATS_ATTRIBUTES: dict[int, Any] = {
+    StatsAttr.DROPPED: "dropped" / U64,  # NET_DM_ATTR_STATS_DROPPED
+    Attr.PAD: Pad,
+}
 StatsNest = nlattr_list(STATS_ATTRIBUTES)
 # HW_ENTRY uses the top-level numbering (reference §3, §5.4).
 HW_ENTRY_ATTRIBUTES: dict[int, Any] = {
-    Attr.HW_TRAP_NAME: String,
-    Attr.HW_TRAP_COUNT: U32,
+    Attr.HW_TRAP_NAME: "trap_name" / String,  # NET_DM_ATTR_HW_TRAP_NAME
+    Attr.HW_TRAP_COUNT: "count" / U32,  # NET_DM_ATTR_HW_TRAP_COUNT
     Attr.PAD: Pad,
 }
 HwEntryNest = nlattr_list(HW_ENTRY_ATTRIBUTES, required=(Attr.HW_TRAP_NAME, Attr.HW_TRAP_COUNT))
-HwEntriesNest = nlattr_list({Attr.HW_ENTRY: HwEntryNest, Attr.PAD: Pad})
+HwEntriesNest = nlattr_list({Attr.HW_ENTRY: "entries" / HwEntryNest, Attr.PAD: Pad})
 
 # net_dm_nl_policy (reference §3): what CONFIG sets and CONFIG_NEW reports, START/STOP flags
 _CONFIG_ATTRIBUTES: dict[int, Any] = {
-    Attr.ALERT_MODE: U8,
-    Attr.TRUNC_LEN: U32,
-    Attr.QUEUE_LEN: U32,
+    Attr.ALERT_MODE: "alert_mode" / U8,  # NET_DM_ATTR_ALERT_MODE
+    Attr.TRUNC_LEN: "trunc_len" / U32,  # NET_DM_ATTR_TRUNC_LEN
+    Attr.QUEUE_LEN: "queue_len" / U32,  # NET_DM_ATTR_QUEUE_LEN
     Attr.PAD: Pad,
 }
-_TRACE_ATTRIBUTES: dict[int, Any] = {Attr.SW_DROPS: Flag, Attr.HW_DROPS: Flag, Attr.PAD: Pad}
+_TRACE_ATTRIBUTES: dict[int, Any] = {
+    Attr.SW_DROPS: "sw_drops" / Flag,  # NET_DM_ATTR_SW_DROPS
+    Attr.HW_DROPS: "hw_drops" / Flag,  # NET_DM_ATTR_HW_DROPS
+    Attr.PAD: Pad,
+}
 
 # Which attributes each command carries, and their types.  Kernel -> user first.
 NET_DM_ATTRIBUTES: dict[int, dict[int, Any]] = {
     Cmd.ALERT: {
-        Attr.UNSPEC: NetDmAlertMsg,  # entries = 0 in hardware summaries
-        Attr.HW_ENTRIES: HwEntriesNest,
-        Attr.PAD: Pad,
+        Attr.UNSPEC: "drop_points" / NetDmAlertMsg,  # entries = 0 in hardware summaries
+        Attr.HW_ENTRIES: "hw_entries" / HwEntriesNest,  # NET_DM_ATTR_HW_ENTRIES
+        Attr.PAD: Pad,  # NET_DM_ATTR_PAD
     },
     Cmd.PACKET_ALERT: {
-        Attr.ORIGIN: U16,
-        Attr.PC: U64,
-        Attr.SYMBOL: String,
-        Attr.REASON: String,
-        Attr.IN_PORT: InPortNest,  # may be empty (nla_len 4)
-        Attr.TIMESTAMP: U64,
-        Attr.PROTO: U16,
-        Attr.PAYLOAD: Binary,
-        Attr.ORIG_LEN: U32,
-        Attr.HW_TRAP_GROUP_NAME: String,
-        Attr.HW_TRAP_NAME: String,
-        Attr.FLOW_ACTION_COOKIE: Binary,
+        Attr.ORIGIN: "origin" / U16,  # NET_DM_ATTR_ORIGIN
+        Attr.PC: "pc" / U64,  # NET_DM_ATTR_PC
+        Attr.SYMBOL: "symbol" / String,  # NET_DM_ATTR_SYMBOL
+        Attr.REASON: "reason" / String,  # NET_DM_ATTR_REASON
+        Attr.IN_PORT: "in_port" / InPortNest,  # NET_DM_ATTR_IN_PORT; may be empty (nla_len 4)
+        Attr.TIMESTAMP: "timestamp_ns" / U64,  # NET_DM_ATTR_TIMESTAMP
+        Attr.PROTO: "proto" / U16,  # NET_DM_ATTR_PROTO
+        Attr.PAYLOAD: "payload" / Binary,  # NET_DM_ATTR_PAYLOAD
+        Attr.ORIG_LEN: "orig_len" / U32,  # NET_DM_ATTR_ORIG_LEN
+        Attr.HW_TRAP_GROUP_NAME: "hw_trap_group_name" / String,  # NET_DM_ATTR_HW_TRAP_GROUP_NAME
+        Attr.HW_TRAP_NAME: "hw_trap_name" / String,  # NET_DM_ATTR_HW_TRAP_NAME
+        Attr.FLOW_ACTION_COOKIE: "flow_action_cookie" / Binary,  # NET_DM_ATTR_FLOW_ACTION_COOKIE
         Attr.PAD: Pad,
     },
     Cmd.CONFIG_NEW: _CONFIG_ATTRIBUTES,
-    Cmd.STATS_NEW: {Attr.STATS: StatsNest, Attr.HW_STATS: StatsNest, Attr.PAD: Pad},
+    Cmd.STATS_NEW: {
+        Attr.STATS: "sw_dropped" / StatsNest,  # NET_DM_ATTR_STATS
+        Attr.HW_STATS: "hw_dropped" / StatsNest,  # NET_DM_ATTR_HW_STATS
+        Attr.PAD: Pad,
+    },
     # user -> kernel requests (seen in captures)
     Cmd.CONFIG: _CONFIG_ATTRIBUTES,
     Cmd.START: _TRACE_ATTRIBUTES,
@@ -339,21 +368,27 @@ NetDmBody = RawCopy(
 
 # --------------------------------------------------------------------------- nlctrl
 
-CtrlOpNest = nlattr_list({CtrlAttrOp.ID: U32, CtrlAttrOp.FLAGS: U32}, required=(CtrlAttrOp.ID,))
+# No PAD in nlctrl's nests: every type a table does not name is kept raw.
+CtrlOpNest = nlattr_list(
+    {CtrlAttrOp.ID: "id" / U32, CtrlAttrOp.FLAGS: "flags" / U32}, required=(CtrlAttrOp.ID,)
+)
 CtrlMcastGroupNest = nlattr_list(
-    {CtrlAttrMcastGrp.NAME: String, CtrlAttrMcastGrp.ID: U32},
+    {CtrlAttrMcastGrp.NAME: "name" / String, CtrlAttrMcastGrp.ID: "id" / U32},
     required=(CtrlAttrMcastGrp.NAME, CtrlAttrMcastGrp.ID),
 )
+# Arrays: every element is a nest whose type is its index (1, 2, ...).
+CtrlOpsNest = nlattr_list({}, default=CtrlOpNest)
+CtrlMcastGroupsNest = nlattr_list({}, default=CtrlMcastGroupNest)
 CTRL_FAMILY_ATTRIBUTES: dict[int, Any] = {
-    CtrlAttr.FAMILY_ID: U16,
-    CtrlAttr.FAMILY_NAME: String,
-    CtrlAttr.VERSION: U32,
-    CtrlAttr.HDRSIZE: U32,
-    CtrlAttr.MAXATTR: U32,
-    # arrays: every element is a nest whose type is its index (1, 2, ...)
-    CtrlAttr.OPS: nlattr_list({}, default=CtrlOpNest),
-    CtrlAttr.MCAST_GROUPS: nlattr_list({}, default=CtrlMcastGroupNest),
+    CtrlAttr.FAMILY_ID: "family_id" / U16,
+    CtrlAttr.FAMILY_NAME: "name" / String,
+    CtrlAttr.VERSION: "version" / U32,
+    CtrlAttr.HDRSIZE: "hdrsize" / U32,
+    CtrlAttr.MAXATTR: "maxattr" / U32,
+    CtrlAttr.OPS: "ops" / CtrlOpsNest,
+    CtrlAttr.MCAST_GROUPS: "mcast_groups" / CtrlMcastGroupsNest,
 }
+CTRL_FAMILY_REQUIRED = (CtrlAttr.FAMILY_ID, CtrlAttr.FAMILY_NAME)
 CtrlBody = RawCopy(
     Struct(
         "genl" / GenlMsgHdr,
@@ -362,7 +397,7 @@ CtrlBody = RawCopy(
             this.genl.cmd,
             {
                 CtrlCmd.NEWFAMILY: nlattr_list(
-                    CTRL_FAMILY_ATTRIBUTES, required=(CtrlAttr.FAMILY_ID, CtrlAttr.FAMILY_NAME)
+                    CTRL_FAMILY_ATTRIBUTES, required=CTRL_FAMILY_REQUIRED
                 ),
                 CtrlCmd.GETFAMILY: nlattr_list(CTRL_FAMILY_ATTRIBUTES),
             },
@@ -377,6 +412,12 @@ CtrlBody = RawCopy(
 def _ack_flags(this: Any) -> int:
     return int(this._.nlmsg_flags & (NLM_F_CAPPED | NLM_F_ACK_TLVS))
 
+
+# Extended ack TLVs (no PAD here).
+EXT_ACK_ATTRIBUTES: dict[int, Any] = {
+    NlmsgerrAttr.MSG: "message" / String,  # NLMSGERR_ATTR_MSG
+    NlmsgerrAttr.OFFS: "attribute_offset" / U32,  # NLMSGERR_ATTR_OFFS
+}
 
 # struct nlmsgerr { int error; struct nlmsghdr msg; } + the request's payload unless
 # NLM_F_CAPPED (padded to 4), then extended-ack TLVs if NLM_F_ACK_TLVS (netlink_ack()).
@@ -398,7 +439,7 @@ NlmsgErrBody = Struct(
     "ext_ack"
     / If(
         this._.nlmsg_flags & NLM_F_ACK_TLVS,
-        nlattr_list({NlmsgerrAttr.MSG: String, NlmsgerrAttr.OFFS: U32}),
+        nlattr_list(EXT_ACK_ATTRIBUTES),
     ),
     Terminated,
 )
@@ -484,219 +525,3 @@ Datagram = FocusedSeq(
     ),
     AttributeListEnd("netlink message"),
 )
-
-# --------------------------------------------------------------------------- reference decoder
-
-
-def decode_datagram_reference(data: bytes | bytearray | memoryview, family_id: int) -> list[Event]:
-    """Decode one datagram with the construct definitions alone (slow; the fast path's oracle).
-
-    Same contract as :func:`netdm.proto.decode.decode_datagram`: events, or
-    :class:`ProtocolError` naming the byte offset of the first malformed
-    message or (innermost) attribute.
-    """
-    try:
-        messages = Datagram.parse(bytes(data), family_id=family_id)
-    except MalformedAt as error:
-        raise ProtocolError(error.reason, error.offset) from None
-    return [_event(message, family_id) for message in messages]
-
-
-def _event(message: Any, family_id: int) -> Event:
-    nlmsg_type = message.nlmsg_type
-    if nlmsg_type == NLMSG_ERROR:
-        return _ack_or_error(message)
-    if nlmsg_type == NLMSG_DONE:
-        return Done(seq=message.nlmsg_seq)
-    if nlmsg_type == GENL_ID_CTRL:
-        if message.body.value.genl.cmd == CtrlCmd.NEWFAMILY:
-            return _family_info(message)
-        return _other(message, message.body.data)
-    if is_net_dm(nlmsg_type, family_id):
-        cmd = message.body.value.genl.cmd
-        convert = _NET_DM_CONVERTERS.get(cmd)
-        if convert is not None:
-            return convert(message, message.body.value.attributes)
-        if cmd in NET_DM_REQUESTS:
-            return _other(message, message.body.data)
-        return UnknownCommand(
-            cmd=cmd, seq=message.nlmsg_seq, attributes=_fields(message.body.value.attributes, {})[1]
-        )
-    return _other(message, message.body)
-
-
-def _other(message: Any, payload: bytes) -> OtherMessage:
-    return OtherMessage(
-        nl_type=message.nlmsg_type,
-        flags=message.nlmsg_flags,
-        seq=message.nlmsg_seq,
-        port_id=message.nlmsg_pid,
-        payload=payload,
-    )
-
-
-def _fields(
-    attributes: list[Any], names: Mapping[int, str], *, pad: int | None = Attr.PAD
-) -> tuple[dict[str, Any], tuple[RawAttribute, ...]]:
-    """Known attributes by field name (the last one wins, as in nla_parse) and the rest raw."""
-    values: dict[str, Any] = {}
-    unknown: list[RawAttribute] = []
-    for attribute in attributes:
-        kind = attribute.nla_type & NLA_TYPE_MASK
-        if kind == pad:
-            continue
-        name = names.get(kind)
-        if name is None:
-            unknown.append(RawAttribute(type=attribute.nla_type, data=attribute.value))
-        else:
-            values[name] = attribute.value
-    return values, tuple(unknown)
-
-
-def _summary_alert(message: Any, attributes: list[Any]) -> SummaryAlert:
-    values, unknown = _fields(attributes, {Attr.UNSPEC: "alert", Attr.HW_ENTRIES: "hw_entries"})
-    alert = values.get("alert")
-    points = () if alert is None else alert.points
-    hw_entries = []
-    for entry in values.get("hw_entries", ()):
-        if entry.nla_type & NLA_TYPE_MASK == Attr.HW_ENTRY:
-            fields, _ = _fields(
-                entry.value, {Attr.HW_TRAP_NAME: "trap_name", Attr.HW_TRAP_COUNT: "count"}
-            )
-            hw_entries.append(HardwareEntry(**fields))
-    return SummaryAlert(
-        drop_points=tuple(DropPoint(pc=point.pc, count=point.count) for point in points),
-        hw_entries=tuple(hw_entries),
-        unknown_attributes=unknown,
-    )
-
-
-_PACKET_ALERT_FIELDS: dict[int, str] = {
-    Attr.ORIGIN: "origin",
-    Attr.PC: "pc",
-    Attr.SYMBOL: "symbol",
-    Attr.REASON: "reason",
-    Attr.IN_PORT: "in_port",
-    Attr.TIMESTAMP: "timestamp_ns",
-    Attr.PROTO: "proto",
-    Attr.PAYLOAD: "payload",
-    Attr.ORIG_LEN: "orig_len",
-    Attr.HW_TRAP_GROUP_NAME: "hw_trap_group_name",
-    Attr.HW_TRAP_NAME: "hw_trap_name",
-    Attr.FLOW_ACTION_COOKIE: "flow_action_cookie",
-}
-
-
-def _packet_alert(message: Any, attributes: list[Any]) -> PacketAlert:
-    values, unknown = _fields(attributes, _PACKET_ALERT_FIELDS)
-    if "in_port" in values:
-        port, port_unknown = _fields(
-            values["in_port"], {PortAttr.NETDEV_IFINDEX: "ifindex", PortAttr.NETDEV_NAME: "name"}
-        )
-        values["in_port"] = InPort(**port, unknown_attributes=port_unknown)
-    return PacketAlert(**values, unknown_attributes=unknown)
-
-
-def _config_reply(message: Any, attributes: list[Any]) -> ConfigReply:
-    values, unknown = _fields(
-        attributes,
-        {Attr.ALERT_MODE: "alert_mode", Attr.TRUNC_LEN: "trunc_len", Attr.QUEUE_LEN: "queue_len"},
-    )
-    return ConfigReply(seq=message.nlmsg_seq, **values, unknown_attributes=unknown)
-
-
-def _stats_reply(message: Any, attributes: list[Any]) -> StatsReply:
-    values, unknown = _fields(attributes, {Attr.STATS: "sw_dropped", Attr.HW_STATS: "hw_dropped"})
-    dropped = {
-        name: _fields(nest, {StatsAttr.DROPPED: "dropped"})[0].get("dropped")
-        for name, nest in values.items()
-    }
-    return StatsReply(seq=message.nlmsg_seq, **dropped, unknown_attributes=unknown)
-
-
-_NET_DM_CONVERTERS: dict[int, Callable[[Any, list[Any]], Event]] = {
-    Cmd.ALERT: _summary_alert,
-    Cmd.PACKET_ALERT: _packet_alert,
-    Cmd.CONFIG_NEW: _config_reply,
-    Cmd.STATS_NEW: _stats_reply,
-}
-
-
-def _ack_or_error(message: Any) -> Ack | ErrorReply:
-    body = message.body
-    ext_ack, _ = _fields(
-        body.ext_ack or [],
-        {NlmsgerrAttr.MSG: "message", NlmsgerrAttr.OFFS: "attribute_offset"},
-        pad=None,
-    )
-    if body.error == 0:
-        return Ack(seq=message.nlmsg_seq, port_id=message.nlmsg_pid, message=ext_ack.get("message"))
-    payload = body.request_payload or b""
-    return ErrorReply(
-        seq=message.nlmsg_seq,
-        port_id=message.nlmsg_pid,
-        errno=-body.error,
-        request_type=body.request.nlmsg_type,
-        request_cmd=payload[0] if len(payload) >= 4 else None,  # genlmsghdr.cmd
-        **ext_ack,
-    )
-
-
-def _family_info(message: Any) -> FamilyInfo:
-    values, _ = _fields(
-        message.body.value.attributes,
-        {
-            CtrlAttr.FAMILY_ID: "family_id",
-            CtrlAttr.FAMILY_NAME: "name",
-            CtrlAttr.VERSION: "version",
-            CtrlAttr.HDRSIZE: "hdrsize",
-            CtrlAttr.MAXATTR: "maxattr",
-            CtrlAttr.OPS: "ops",
-            CtrlAttr.MCAST_GROUPS: "mcast_groups",
-        },
-        pad=None,
-    )
-    values["ops"] = tuple(
-        _fields(op.value, {CtrlAttrOp.ID: "id"}, pad=None)[0]["id"] for op in values.get("ops", ())
-    )
-    groups = {}
-    for group in values.get("mcast_groups", ()):
-        fields, _ = _fields(
-            group.value, {CtrlAttrMcastGrp.NAME: "name", CtrlAttrMcastGrp.ID: "id"}, pad=None
-        )
-        groups[fields["name"]] = fields["id"]
-    values["mcast_groups"] = groups
-    return FamilyInfo(seq=message.nlmsg_seq, **values)
-
-
-__all__ = [
-    "AttributeListEnd",
-    "CTRL_FAMILY_ATTRIBUTES",
-    "CtrlBody",
-    "Datagram",
-    "GenlMsgHdr",
-    "HW_ENTRY_ATTRIBUTES",
-    "HwEntriesNest",
-    "HwEntryNest",
-    "IN_PORT_ATTRIBUTES",
-    "InPortNest",
-    "MalformedAt",
-    "NET_DM_ATTRIBUTES",
-    "NET_DM_REQUESTS",
-    "NetDmAlertMsg",
-    "NetDmBody",
-    "NetDmDropPoint",
-    "NetlinkMessage",
-    "NlMsgHdr",
-    "NlmsgAligned",
-    "NlmsgErrBody",
-    "Pad",
-    "NulTerminatedString",
-    "STATS_ATTRIBUTES",
-    "StatsNest",
-    "V36SummaryAlertMessage",
-    "decode_datagram_reference",
-    "is_net_dm",
-    "nlattr",
-    "nlattr_list",
-]

@@ -26,8 +26,8 @@ import struct
 from functools import lru_cache
 from typing import Any, Literal
 
-from netdm.proto.decode import DropSite
 from netdm.proto.errors import ProtocolError
+from netdm.proto.events import DropSite
 from netdm.tracepoint.format import EventFormat, PageLayout
 
 ByteOrder = Literal["little", "big"]

@@ -19,12 +19,12 @@ Three targets, each input going to one of them:
 
 * ``datagram``: :func:`netdm.proto.decode_datagram` returns events or raises
   :class:`~netdm.proto.ProtocolError`, nothing else.
-  :func:`~netdm.proto.decode.scan_drop_sites` agrees with it (the same drop
+  :func:`~netdm.proto.sites.scan_drop_sites` agrees with it (the same drop
   sites, the same error, or ``None`` only where the datagram is not all packet
-  alerts), and a long-lived :class:`~netdm.proto.decode.DropSiteScanner`
+  alerts), and a long-lived :class:`~netdm.proto.sites.DropSiteScanner`
   (whose shape cache sees thousands of look-alikes) agrees with
   ``scan_drop_sites``.  A sample goes to the construct reference
-  :func:`~netdm.proto.schema.decode_datagram_reference`, which must give the
+  :func:`~netdm.proto.reference.decode_datagram_reference`, which must give the
   same events or fail at the same offset; decoded packet alerts in a sample
   are rendered (line, verbose, JSON), which must not raise, must be terminal
   safe, and whose JSON must equal ``json.dumps`` of :func:`packet_to_json`.
@@ -108,7 +108,7 @@ from netdm.proto import (  # noqa: E402
     encode,  # noqa: E402
 )
 from netdm.proto.alert_cache import PacketAlertDecoder  # noqa: E402
-from netdm.proto.decode import DropSite, DropSiteScanner, scan_drop_sites  # noqa: E402
+from netdm.proto.sites import DropSite, DropSiteScanner, scan_drop_sites  # noqa: E402
 
 FULL_INPUTS = 1_000_000
 QUICK_INPUTS = 20_000

@@ -38,7 +38,6 @@ from netdm_proto_strategies import (
 )
 
 import netdm.proto.alert_cache as alert_cache
-import netdm.proto.decode as shape_memory
 from netdm.capture import read_capture, read_symbols
 from netdm.engine.aggregate import IntervalAggregator, IntervalSummary
 from netdm.engine.session import Pipeline, replay_capture
@@ -47,9 +46,9 @@ from netdm.output.render import PacketPrinter, make_renderer
 from netdm.proto import PacketAlert, ProtocolError, decode_datagram
 from netdm.proto.alert_cache import PacketAlertDecoder
 from netdm.proto.constants import NLA_F_NESTED, Attr, Cmd, Origin
-from netdm.proto.decode import MAX_REMEMBERED_SHAPES
 from netdm.proto.encode import build_packet_alert, build_stats_new, build_summary_alert
 from netdm.proto.events import DropPoint, InPort, RawAttribute, StatsReply
+from netdm.proto.shapes import MAX_REMEMBERED_SHAPES, ShapeMemory
 
 CAPTURES = Path(__file__).resolve().parents[2] / "captures"
 FAMILY_ID = 0x20
@@ -334,12 +333,8 @@ def test_built_alerts_are_alerts(monkeypatch: pytest.MonkeyPatch) -> None:
 # --------------------------------------------------------------------------- bounds
 
 
-def test_the_decoder_stops_learning_when_full_and_starts_over_later(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(shape_memory, "MAX_REMEMBERED_SHAPES", 4)  # ShapeMemory's bound
-    monkeypatch.setattr(shape_memory, "FORGET_AFTER_MISSES", 3)
-    decoder = PacketAlertDecoder(FAMILY_ID)
+def test_the_decoder_stops_learning_when_full_and_starts_over_later() -> None:
+    decoder = PacketAlertDecoder(FAMILY_ID, ShapeMemory(max_shapes=4, forget_after_misses=3))
     stream = [build_packet_alert(FAMILY_ID, _alert(pc=pc)) for pc in range(12)]
     remembered = []
     for data in stream + stream:

@@ -40,14 +40,10 @@ from netdm.engine.symbols import SymbolTable
 from netdm.output.render import make_renderer
 from netdm.proto import PacketAlert, ProtocolError, decode_datagram
 from netdm.proto.constants import NLA_F_NESTED, Attr, Origin, PortAttr
-from netdm.proto.decode import (
-    MAX_REMEMBERED_SHAPES,
-    DropSite,
-    DropSiteScanner,
-    scan_drop_sites,
-)
+from netdm.proto.decode import DropSite, DropSiteScanner, scan_drop_sites
 from netdm.proto.encode import build_packet_alert, build_stats_new, build_summary_alert
 from netdm.proto.events import DropPoint, InPort, RawAttribute, StatsReply
+from netdm.proto.shapes import MAX_REMEMBERED_SHAPES, ShapeMemory
 
 CAPTURES = Path(__file__).resolve().parents[2] / "captures"
 FAMILY_ID = 0x20
@@ -276,14 +272,8 @@ def test_layouts_of_one_length_take_turns(monkeypatch: pytest.MonkeyPatch) -> No
     assert learnt == [first, second]  # each scanned in full once, then remembered
 
 
-def test_the_scanner_stops_learning_when_full_and_starts_over_later(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from netdm.proto import decode
-
-    monkeypatch.setattr(decode, "MAX_REMEMBERED_SHAPES", 4)
-    monkeypatch.setattr(decode, "FORGET_AFTER_MISSES", 3)
-    scanner = DropSiteScanner(FAMILY_ID)
+def test_the_scanner_stops_learning_when_full_and_starts_over_later() -> None:
+    scanner = DropSiteScanner(FAMILY_ID, ShapeMemory(max_shapes=4, forget_after_misses=3))
     stream = [build_packet_alert(FAMILY_ID, _alert(pc=pc, symbol=None)) for pc in range(12)]
     remembered = []
     for data in stream + stream:
