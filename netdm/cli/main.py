@@ -21,7 +21,7 @@ from netdm import __version__
 from netdm.errors import ExitCode, NetdmError
 
 if TYPE_CHECKING:
-    from netdm.engine.session import PipelineFactory, RunTotals
+    from netdm.engine.session import DatagramDecoder, PipelineFactory, RunTotals
     from netdm.engine.symbols import SymbolTable
     from netdm.netlink.control import KernelControl
     from netdm.netlink.transport import NetlinkTransport
@@ -421,12 +421,12 @@ def _pipeline_factory(
     from netdm.engine.aggregate import IntervalAggregator
     from netdm.engine.session import Pipeline
 
-    def new_pipeline(family_id: int, start: float) -> Pipeline:
+    def new_pipeline(decoder: DatagramDecoder, start: float) -> Pipeline:
         aggregator = IntervalAggregator(
             interval=options.interval, start=start, by_reason=options.by_reason
         )
         return Pipeline(
-            family_id,
+            decoder,
             aggregator,
             renderer.interval,
             on_packet=on_packet,
@@ -995,13 +995,13 @@ def _export_live(
         hardware=origin in ("hw", "all"),
     )
 
-    def new_pipeline(family_id: int, start: float) -> Pipeline:
+    def new_pipeline(decoder: DatagramDecoder, start: float) -> Pipeline:
         metrics.monitoring_started(start)
         # Packet mode is chosen for the reasons, and the tracepoint always has them: count
         # by them (summary alerts carry none).
         by_reason = packet_mode or tracepoint
         aggregator = IntervalAggregator(interval=interval, start=start, by_reason=by_reason)
-        return Pipeline(family_id, aggregator, metrics.interval)
+        return Pipeline(decoder, aggregator, metrics.interval)
 
     def on_started() -> None:
         mode = "packet mode, by reason" if packet_mode else "summary mode"
