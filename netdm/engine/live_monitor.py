@@ -84,15 +84,11 @@ class LiveMonitor:
         on_started: Callable[[], None],
         *,
         clock: RunClock | None = None,
-        clock_ns: Callable[[], int] | None = None,
         open_transport: TransportFactory = open_netlink_transport,
         recorder: Recorder | None = None,
         symbols: SymbolTable | None = None,
     ) -> None:
-        """``clock_ns`` alone replaces the wall clock of the default :class:`RunClock`."""
-        clock = clock or RunClock()
-        if clock_ns is not None:
-            clock = RunClock(clock_ns, clock.monotonic, clock.sleep)
+        clock = clock or RunClock()  # the wall clock, time.monotonic and time.sleep
         self.settings = settings
         self._pipeline_factory = pipeline_factory
         self._on_started = on_started
@@ -105,6 +101,7 @@ class LiveMonitor:
             settings, self.stop, clock, max_wait=MAX_WAIT, recording=self._recording
         )
         self.saved_config: KernelConfig | None = None
+        self._restore: KernelConfig | None = None  # what to set back on the way out
         self.pipeline: Pipeline | None = None
         self._last_reply_ns: int | None = None
         self._frozen_record_ns: int | None = None  # set at the end: see netdm.engine.replay
@@ -137,36 +134,15 @@ class LiveMonitor:
 
     def _monitor(self, control: KernelControl, events_socket: NetlinkTransport) -> RunTotals:
         settings = self.settings
-        restore: KernelConfig | None = None
+        self._restore = None
         started = False
         try:
             if self._recorder:
                 # First in the capture: the family's id and name, for Wireshark and replay.
                 control.describe_family(FAMILY_NAME)
             if not settings.passive:
-                self.saved_config = control.get_config()
-                wanted = self._wanted_config()
-                if self.saved_config is not None and self.saved_config != wanted:
-                    restore = self.saved_config
-                    control.set_config(
-                        alert_mode=wanted.alert_mode,
-                        trunc_len=wanted.trunc_len,
-                        queue_len=wanted.queue_len,
-                    )
-                elif self.saved_config is None and settings.packet_mode:
-                    raise KernelRequestError(
-                        "packet mode needs a 5.4 or newer kernel; this one has no CONFIG_GET",
-                        errno.EOPNOTSUPP,
-                    )
-            # Join before START so that no alert sent right after START is missed.
-            events_socket.join_events()
-            from netdm.netlink.batch_receive import packet_alert_slot_size  # ctypes: live runs only
-
-            largest_alert = packet_alert_slot_size(settings.trunc_len)
-            if settings.packet_mode and not settings.passive and largest_alert is not None:
-                # A storm's alerts, many per system call (netdm set the length that bounds them).
-                events_socket.enable_batches(largest_alert)
-            socket_drops_baseline = events_socket.read_kernel_drops()
+                self._switch_config(control)
+            socket_drops_baseline = self._join_events(events_socket)
             baseline = None
             stats_control = None
             if settings.packet_mode and not settings.passive:
@@ -201,12 +177,43 @@ class LiveMonitor:
                 if started:
                     control.stop(sw=settings.software, hw=settings.hardware)
             finally:
+                restore = self._restore
                 if restore is not None:
                     control.set_config(
                         alert_mode=restore.alert_mode,
                         trunc_len=restore.trunc_len,
                         queue_len=restore.queue_len,
                     )
+
+    def _switch_config(self, control: KernelControl) -> None:
+        """Save the kernel's configuration, and switch it if this run needs another."""
+        self.saved_config = control.get_config()
+        wanted = self._wanted_config()
+        if self.saved_config is not None and self.saved_config != wanted:
+            self._restore = self.saved_config  # before the request: it may half-succeed
+            control.set_config(
+                alert_mode=wanted.alert_mode,
+                trunc_len=wanted.trunc_len,
+                queue_len=wanted.queue_len,
+            )
+        elif self.saved_config is None and self.settings.packet_mode:
+            raise KernelRequestError(
+                "packet mode needs a 5.4 or newer kernel; this one has no CONFIG_GET",
+                errno.EOPNOTSUPP,
+            )
+
+    def _join_events(self, events_socket: NetlinkTransport) -> int | None:
+        """Join the alerts' multicast group; the socket's Drops counter so far (the baseline)."""
+        settings = self.settings
+        # Join before START so that no alert sent right after START is missed.
+        events_socket.join_events()
+        from netdm.netlink.batch_receive import packet_alert_slot_size  # ctypes: live runs only
+
+        largest_alert = packet_alert_slot_size(settings.trunc_len)
+        if settings.packet_mode and not settings.passive and largest_alert is not None:
+            # A storm's alerts, many per system call (netdm set the length that bounds them).
+            events_socket.enable_batches(largest_alert)
+        return events_socket.read_kernel_drops()
 
     def _wanted_config(self) -> KernelConfig:
         """The configuration this run needs; summary mode keeps trunc/queue as found."""

@@ -116,16 +116,12 @@ class TracepointMonitor:
         on_started: Callable[[], None],
         *,
         clock: RunClock | None = None,
-        clock_ns: Callable[[], int] | None = None,
         open_recorder: Callable[[str], TracepointRecorder] | None = None,
         symbols: SymbolTable | None = None,
         instance: TracefsInstance | None = None,
         buffer_kb: int = DEFAULT_BUFFER_KB,
     ) -> None:
-        """``clock_ns`` alone replaces the wall clock of the default :class:`RunClock`."""
-        clock = clock or RunClock()
-        if clock_ns is not None:
-            clock = RunClock(clock_ns, clock.monotonic, clock.sleep)
+        clock = clock or RunClock()  # the wall clock, time.monotonic and time.sleep
         self.settings = settings
         self._pipeline_factory = pipeline_factory
         self._on_started = on_started

@@ -3,20 +3,18 @@
 The real kernel is exercised in tests/kernel/; here a small fake that speaks
 the same bytes lets us check every way out quickly: normal end, EAGAIN after a
 configuration change, a signal, undecodable datagrams, ENOBUFS.  Time is a
-fake clock (:class:`FakeClock`) that moves only when the monitor waits, so
-every run is the same run, and none of them sleeps.
+fake clock (tests/engine/fake_clock.py) that moves only when the monitor
+waits, so every run is the same run, and none of them sleeps.
 """
 
 from __future__ import annotations
 
 import errno
-import math
 import os
 import signal
 import struct
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pytest
@@ -30,7 +28,6 @@ from netdm.engine.session import (
     DatagramDecoder,
     LiveMonitor,
     Pipeline,
-    RunClock,
     WatchSettings,
 )
 from netdm.errors import AlreadyRunningError, BusyError
@@ -38,48 +35,10 @@ from netdm.netlink.control import KernelConfig
 from netdm.proto import encode
 from netdm.proto.constants import AlertMode, Attr, Cmd
 from netdm.proto.events import ConfigReply, DropPoint, StatsReply
+from tests.engine.fake_clock import START_NS, FakeClock
 
 FAMILY_ID = 0x1C
 PC = 0xFFFFFFFF81ABCDEF
-START_NS = 1_700_000_000 * 1_000_000_000  # the fake wall clock's epoch time at the start
-
-
-class FakeClock:
-    """Wall and monotonic time that move only when the monitor waits, and what happens when.
-
-    ``at(seconds, action)`` runs ``action`` once the clock reaches ``seconds``
-    after the start: the scripted kernel's events (a signal, dropped
-    notifications) happen at the same point of every run.
-    """
-
-    def __init__(self) -> None:
-        self.elapsed_ns = 0
-        self.sleeps: list[float] = []
-        self._scheduled: list[tuple[int, Callable[[], None]]] = []
-
-    def wall_ns(self) -> int:
-        return START_NS + self.elapsed_ns
-
-    def monotonic(self) -> float:
-        return 1000.0 + self.elapsed_ns / 1e9
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.advance(seconds)
-
-    def advance(self, seconds: float) -> None:
-        self.elapsed_ns += max(math.ceil(seconds * 1e9), 0)  # a positive wait always moves it
-        due = [entry for entry in self._scheduled if entry[0] <= self.elapsed_ns]
-        self._scheduled = [entry for entry in self._scheduled if entry[0] > self.elapsed_ns]
-        for _, action in due:
-            action()
-
-    def at(self, seconds: float, action: Callable[[], None]) -> None:
-        self._scheduled.append((round(seconds * 1e9), action))
-
-    @property
-    def run_clock(self) -> RunClock:
-        return RunClock(self.wall_ns, self.monotonic, self.sleep)
 
 
 @dataclass
