@@ -154,10 +154,11 @@ class TracepointMonitor:
         decoder = TracepointDecoder(KfreeSkbDecoder(instance.event_format))
         start_ns = self._clock.wall_ns()
         pipeline = self.pipeline = self._pipeline_factory(decoder, seconds(start_ns))
-        source = _BuffersSource(instance, pipeline, decoder, self._recorder, self._clock)
+        lost_seen = instance.lost_events()  # a fresh instance: 0
         if self._recorder is not None:
             self._recorder.write_lost(0, start_ns)
         self._on_started()
+        source = _BuffersSource(instance, pipeline, decoder, self._recorder, self._clock, lost_seen)
         loop = RunLoop(
             self.settings, self.stop, self._clock, max_wait=POLL_SECONDS, recording=self._recording
         )
@@ -178,13 +179,14 @@ class _BuffersSource:
         decoder: TracepointDecoder,
         recorder: TracepointRecorder | None,
         clock: RunClock,
+        lost_seen: int,
     ) -> None:
         self._instance = instance
         self._pipeline = pipeline
         self._decoder = decoder
         self._recorder = recorder
         self._monotonic = clock.monotonic
-        self._lost_seen = instance.lost_events()  # a fresh instance: 0
+        self._lost_seen = lost_seen
         self._next_lost_poll = clock.monotonic() + LOST_POLL_SECONDS
 
     def receive(self, now_ns: int, wait: float, deadline_ns: int | None) -> tuple[int, float]:
