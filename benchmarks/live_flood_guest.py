@@ -1144,7 +1144,7 @@ def reader_main(kind: str, trunc_len: int, queue_len: int) -> int:
     import socket
 
     from netdm.engine.aggregate import IntervalAggregator
-    from netdm.engine.session import Pipeline
+    from netdm.engine.session import NetDmDecoder, Pipeline
     from netdm.engine.symbols import SymbolTable
     from netdm.netlink.control import KernelControl
     from netdm.netlink.transport import NetlinkTransport
@@ -1167,7 +1167,9 @@ def reader_main(kind: str, trunc_len: int, queue_len: int) -> int:
     baseline = control.get_stats()
     control.start(sw=True)
     start = time.time()
-    pipeline = Pipeline(family_id, IntervalAggregator(interval=5.0, start=start), renderer.interval)
+    pipeline = Pipeline(
+        NetDmDecoder(family_id), IntervalAggregator(interval=5.0, start=start), renderer.interval
+    )
     if baseline is not None:
         pipeline.kernel_stats(baseline.sw_dropped, baseline.hw_dropped, start)
     renderer.start()

@@ -212,16 +212,16 @@ def replay_summaries(path: Path, *, need_packets: bool | None, out: TextIO) -> i
     """``netdm watch -r PATH -q --packets``, as the CLI calls the library; returns records fed."""
     from netdm.capture import read_capture, read_symbols
     from netdm.engine.aggregate import IntervalAggregator
-    from netdm.engine.session import Pipeline, replay_capture
+    from netdm.engine.session import DatagramDecoder, Pipeline, replay_capture
     from netdm.engine.symbols import SymbolTable
     from netdm.output.render import make_renderer
 
     symbols = SymbolTable.from_kallsyms_text(read_symbols(path), source_description=str(path))
     renderer = make_renderer(json_lines=False, out=out, symbols=symbols)
 
-    def new_pipeline(family_id: int, start: float) -> Pipeline:
+    def new_pipeline(decoder: DatagramDecoder, start: float) -> Pipeline:
         aggregator = IntervalAggregator(interval=INTERVAL, start=start)
-        return Pipeline(family_id, aggregator, renderer.interval, need_packets=need_packets)
+        return Pipeline(decoder, aggregator, renderer.interval, need_packets=need_packets)
 
     renderer.start()
     result = replay_capture(lambda: read_capture(path), new_pipeline)
@@ -233,7 +233,7 @@ def replay_packets_as_json(path: Path, out: TextIO) -> int:
     """``netdm watch -r PATH --packets --json``, as the CLI calls the library."""
     from netdm.capture import read_capture, read_symbols
     from netdm.engine.aggregate import IntervalAggregator
-    from netdm.engine.session import Pipeline, replay_capture
+    from netdm.engine.session import DatagramDecoder, Pipeline, replay_capture
     from netdm.engine.symbols import SymbolTable
     from netdm.output.render import PacketPrinter, make_renderer
 
@@ -241,9 +241,9 @@ def replay_packets_as_json(path: Path, out: TextIO) -> int:
     renderer = make_renderer(json_lines=True, out=out, symbols=symbols)
     printer = PacketPrinter(out, symbols, json_lines=True)
 
-    def new_pipeline(family_id: int, start: float) -> Pipeline:
+    def new_pipeline(decoder: DatagramDecoder, start: float) -> Pipeline:
         aggregator = IntervalAggregator(interval=INTERVAL, start=start)
-        return Pipeline(family_id, aggregator, renderer.interval, on_packet=printer.packet)
+        return Pipeline(decoder, aggregator, renderer.interval, on_packet=printer.packet)
 
     renderer.start()
     result = replay_capture(lambda: read_capture(path), new_pipeline)
@@ -397,7 +397,7 @@ def rss_child(path: Path, passes: int) -> dict[str, float]:
     """
     from netdm.capture import NETLINK_GENERIC, read_capture, read_symbols
     from netdm.engine.aggregate import IntervalAggregator
-    from netdm.engine.session import Pipeline, find_family_id
+    from netdm.engine.session import NetDmDecoder, Pipeline, find_family_id
     from netdm.engine.symbols import SymbolTable
     from netdm.output.render import make_renderer
 
@@ -414,7 +414,7 @@ def rss_child(path: Path, passes: int) -> dict[str, float]:
     with open(os.devnull, "w") as devnull:
         renderer = make_renderer(json_lines=False, out=devnull, symbols=symbols)
         aggregator = IntervalAggregator(interval=INTERVAL, start=first_ns / 1e9)
-        pipeline = Pipeline(family_id, aggregator, renderer.interval)
+        pipeline = Pipeline(NetDmDecoder(family_id), aggregator, renderer.interval)
         assert pipeline.lazy
         before, _ = _rss_mb()
         after_first = 0.0

@@ -32,7 +32,7 @@ from netdm.cli.options import (
 )
 
 if TYPE_CHECKING:
-    from netdm.engine.session import PipelineFactory, RunTotals
+    from netdm.engine.session import DatagramDecoder, PipelineFactory, RunTotals
     from netdm.engine.sources import StartedSource
     from netdm.engine.symbols import SymbolTable
     from netdm.output.render import Renderer
@@ -353,12 +353,12 @@ def _pipeline_factory(
     from netdm.engine.aggregate import IntervalAggregator
     from netdm.engine.session import Pipeline
 
-    def new_pipeline(family_id: int, start: float) -> Pipeline:
+    def new_pipeline(decoder: DatagramDecoder, start: float) -> Pipeline:
         aggregator = IntervalAggregator(
             interval=options.interval, start=start, by_reason=options.by_reason
         )
         return Pipeline(
-            family_id,
+            decoder,
             aggregator,
             renderer.interval,
             on_packet=on_packet,

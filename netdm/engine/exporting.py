@@ -19,7 +19,7 @@ from netdm.errors import FamilyNotFoundError
 
 if TYPE_CHECKING:
     from netdm.engine.aggregate import IntervalSummary
-    from netdm.engine.session import Pipeline, RunTotals
+    from netdm.engine.session import DatagramDecoder, Pipeline, RunTotals
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,10 +116,10 @@ def run_exporter(
         hardware=origin in ("hw", "all"),
     )
 
-    def new_pipeline(family_id: int, start: float) -> Pipeline:
+    def new_pipeline(decoder: DatagramDecoder, start: float) -> Pipeline:
         metrics.monitoring_started(start)
         aggregator = IntervalAggregator(interval=interval, start=start, by_reason=choice.by_reason)
-        return Pipeline(family_id, aggregator, metrics.interval)
+        return Pipeline(decoder, aggregator, metrics.interval)
 
     try:
         if choice.tracepoint:

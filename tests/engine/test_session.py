@@ -1,8 +1,10 @@
-"""LiveMonitor's life cycle against a scripted kernel (no sockets).
+"""LiveMonitor's life cycle against a scripted kernel (no sockets, no wall clock).
 
 The real kernel is exercised in tests/kernel/; here a small fake that speaks
 the same bytes lets us check every way out quickly: normal end, EAGAIN after a
-configuration change, a signal, undecodable datagrams, ENOBUFS.
+configuration change, a signal, undecodable datagrams, ENOBUFS.  Time is a
+fake clock (tests/engine/fake_clock.py) that moves only when the monitor
+waits, so every run is the same run, and none of them sleeps.
 """
 
 from __future__ import annotations
@@ -11,22 +13,29 @@ import errno
 import os
 import signal
 import struct
-import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
 
 import pytest
 
-import netdm.engine.session
 import netdm.netlink.transport
 from netdm.engine.aggregate import IntervalAggregator, IntervalSummary
-from netdm.engine.session import LiveMonitor, Pipeline, WatchSettings
+from netdm.engine.session import (
+    KERNEL_BATCH_GRACE,
+    MAX_WAIT,
+    STORM_PAUSE,
+    DatagramDecoder,
+    LiveMonitor,
+    Pipeline,
+    WatchSettings,
+)
 from netdm.errors import AlreadyRunningError, BusyError
 from netdm.netlink.control import KernelConfig
 from netdm.proto import encode
 from netdm.proto.constants import AlertMode, Attr, Cmd
 from netdm.proto.events import ConfigReply, DropPoint, StatsReply
+from tests.engine.fake_clock import START_NS, FakeClock
 
 FAMILY_ID = 0x1C
 PC = 0xFFFFFFFF81ABCDEF
@@ -50,6 +59,7 @@ class FakeKernel:
     netlink_table_readable: bool = True
     start_error: int = 0
     listeners: list[FakeTransport] = field(default_factory=list)
+    clock: FakeClock = field(default_factory=FakeClock)
 
     def handle(self, request: bytes) -> list[bytes]:
         _, _, _, seq, _ = struct.unpack_from("<IHHII", request)
@@ -116,9 +126,9 @@ def _u32(value: bytes | None, default: int) -> int:
 class FakeTransport:
     """Stands in for NetlinkTransport; all instances share one FakeKernel."""
 
-    kernel: FakeKernel
-
-    def __init__(self, receive_buffer: int = 0) -> None:
+    def __init__(self, kernel: FakeKernel, receive_buffer: int | None = None) -> None:
+        self.kernel = kernel
+        self.receive_buffer = receive_buffer
         self.family_id = FAMILY_ID
         self.losses = netdm.netlink.transport.SocketLosses()
         self.replies: deque[bytes] = deque()
@@ -150,7 +160,7 @@ class FakeTransport:
         if self.joined and self.kernel.running and self.kernel.pending_alerts:
             self.kernel_drops += self.kernel.socket_drops_per_alert
             return self.kernel.pending_alerts.popleft()
-        time.sleep(min(timeout or 0.0, 0.02))
+        self.kernel.clock.advance(timeout or 0.0)  # nothing came: the wait ran out
         return None
 
     def enable_batches(self, largest_message: int) -> bool:
@@ -166,22 +176,29 @@ class FakeTransport:
 
 
 @pytest.fixture
-def kernel(monkeypatch: pytest.MonkeyPatch) -> FakeKernel:
-    fake = FakeKernel()
-    FakeTransport.kernel = fake
-    monkeypatch.setattr(netdm.netlink.transport, "NetlinkTransport", FakeTransport)
-    monkeypatch.setattr(netdm.engine.session, "KERNEL_BATCH_GRACE", 0.1)
-    return fake
+def kernel() -> FakeKernel:
+    return FakeKernel()
 
 
-def run_monitor(settings: WatchSettings) -> tuple[LiveMonitor, list[IntervalSummary]]:
+def run_monitor(
+    kernel: FakeKernel, settings: WatchSettings
+) -> tuple[LiveMonitor, list[IntervalSummary]]:
     intervals: list[IntervalSummary] = []
 
-    def new_pipeline(family_id: int, start: float) -> Pipeline:
+    def new_pipeline(decoder: DatagramDecoder, start: float) -> Pipeline:
         aggregator = IntervalAggregator(interval=settings.interval, start=start)
-        return Pipeline(family_id, aggregator, intervals.append)
+        return Pipeline(decoder, aggregator, intervals.append)
 
-    monitor = LiveMonitor(settings, new_pipeline, on_started=lambda: None)
+    def open_transport(receive_buffer: int | None) -> FakeTransport:
+        return FakeTransport(kernel, receive_buffer)
+
+    monitor = LiveMonitor(
+        settings,
+        new_pipeline,
+        on_started=lambda: None,
+        clock=kernel.clock.run_clock,
+        open_transport=open_transport,  # type: ignore[arg-type]  # a fake, not a socket
+    )
     monitor.run()
     return monitor, intervals
 
@@ -196,7 +213,7 @@ def counted(intervals: list[IntervalSummary]) -> int:
 
 def test_normal_run_counts_alerts_and_leaves_the_kernel_as_found(kernel: FakeKernel) -> None:
     kernel.alerts_when_started = [summary_alert(3), summary_alert(4)]
-    _, intervals = run_monitor(WatchSettings(interval=0.2, duration=0.5))
+    _, intervals = run_monitor(kernel, WatchSettings(interval=0.2, duration=0.5))
     assert counted(intervals) == 7
     assert kernel.requests == ["CONFIG_GET", "START", "STOP"]
     assert not kernel.running
@@ -204,7 +221,7 @@ def test_normal_run_counts_alerts_and_leaves_the_kernel_as_found(kernel: FakeKer
 
 def test_packet_mode_left_by_another_tool_is_switched_and_restored(kernel: FakeKernel) -> None:
     kernel.config = KernelConfig(AlertMode.PACKET, 128, 50)
-    run_monitor(WatchSettings(interval=0.2, duration=0.2))
+    run_monitor(kernel, WatchSettings(interval=0.2, duration=0.2))
     assert kernel.requests == ["CONFIG_GET", "CONFIG", "START", "STOP", "CONFIG"]
     assert kernel.config == KernelConfig(AlertMode.PACKET, 128, 50)
 
@@ -213,7 +230,7 @@ def test_eagain_after_config_change_still_restores(kernel: FakeKernel) -> None:
     kernel.config = KernelConfig(AlertMode.PACKET, 128, 50)
     kernel.start_error = -errno.EAGAIN  # as if another monitor had started in between
     with pytest.raises(AlreadyRunningError, match="--passive"):
-        run_monitor(WatchSettings(interval=0.2, duration=0.2))
+        run_monitor(kernel, WatchSettings(interval=0.2, duration=0.2))
     assert kernel.requests == ["CONFIG_GET", "CONFIG", "START", "CONFIG"]
     assert kernel.config == KernelConfig(AlertMode.PACKET, 128, 50)
 
@@ -222,17 +239,13 @@ def test_config_busy_is_one_sentence(kernel: FakeKernel) -> None:
     kernel.config = KernelConfig(AlertMode.PACKET, 0, 1000)
     kernel.running = True
     with pytest.raises(BusyError, match="cannot be configured while monitoring is on"):
-        run_monitor(WatchSettings(interval=0.2, duration=0.2))
+        run_monitor(kernel, WatchSettings(interval=0.2, duration=0.2))
 
 
 def test_signal_ends_the_run_cleanly(kernel: FakeKernel) -> None:
     kernel.alerts_when_started = [summary_alert(5)]
-    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM))
-    timer.start()
-    try:
-        monitor, intervals = run_monitor(WatchSettings(interval=10.0))
-    finally:
-        timer.cancel()
+    kernel.clock.at(0.3, lambda: os.kill(os.getpid(), signal.SIGTERM))
+    monitor, intervals = run_monitor(kernel, WatchSettings(interval=10.0))
     assert monitor.stop.reason == "SIGTERM"
     assert counted(intervals) == 5
     assert intervals[-1].partial
@@ -242,7 +255,7 @@ def test_signal_ends_the_run_cleanly(kernel: FakeKernel) -> None:
 def test_passive_sends_no_request(kernel: FakeKernel) -> None:
     kernel.running = True
     kernel.pending_alerts.append(summary_alert(2))
-    _, intervals = run_monitor(WatchSettings(interval=0.2, duration=0.3, passive=True))
+    _, intervals = run_monitor(kernel, WatchSettings(interval=0.2, duration=0.3, passive=True))
     assert kernel.requests == []
     assert counted(intervals) == 2
 
@@ -250,7 +263,7 @@ def test_passive_sends_no_request(kernel: FakeKernel) -> None:
 def test_undecodable_datagrams_and_enobufs_are_counted(kernel: FakeKernel) -> None:
     kernel.alerts_when_started = [b"\x05\x00\x00", summary_alert(1)]
     kernel.enobufs_when_started = 2
-    monitor, intervals = run_monitor(WatchSettings(interval=0.2, duration=0.5))
+    monitor, intervals = run_monitor(kernel, WatchSettings(interval=0.2, duration=0.5))
     assert monitor.pipeline is not None
     assert monitor.pipeline.totals.decode_errors == 1
     assert monitor.pipeline.totals.enobufs == 2
@@ -272,7 +285,7 @@ def test_batches_only_where_netdm_bounded_the_alerts(
     kernel: FakeKernel, settings: WatchSettings, slot_size: int | None
 ) -> None:
     """recvmmsg slots must hold the longest alert: known only when netdm set trunc_len."""
-    run_monitor(settings)
+    run_monitor(kernel, settings)
     [events_socket] = kernel.listeners
     assert events_socket.batch_slot_size == slot_size
 
@@ -280,7 +293,7 @@ def test_batches_only_where_netdm_bounded_the_alerts(
 def test_passive_packet_mode_takes_one_datagram_per_call(kernel: FakeKernel) -> None:
     kernel.config = KernelConfig(AlertMode.PACKET, 0, 1000)
     kernel.running = True  # another tool's trunc_len: no bound known
-    run_monitor(WatchSettings(interval=0.2, duration=0.2, packet_mode=True, passive=True))
+    run_monitor(kernel, WatchSettings(interval=0.2, duration=0.2, packet_mode=True, passive=True))
     [events_socket] = kernel.listeners
     assert events_socket.batch_slot_size is None
 
@@ -288,7 +301,7 @@ def test_passive_packet_mode_takes_one_datagram_per_call(kernel: FakeKernel) -> 
 def test_messages_cut_by_the_batch_slots_are_decode_errors(kernel: FakeKernel) -> None:
     kernel.alerts_when_started = [summary_alert(1)]
     kernel.oversized_when_started = 2
-    monitor, intervals = run_monitor(WatchSettings(interval=0.2, duration=0.5))
+    monitor, intervals = run_monitor(kernel, WatchSettings(interval=0.2, duration=0.5))
     assert monitor.pipeline is not None
     assert monitor.pipeline.totals.decode_errors == 2
     assert sum(interval.losses.decode_errors for interval in intervals) == 2
@@ -299,7 +312,7 @@ def test_socket_drops_give_the_exact_loss_beside_enobufs(kernel: FakeKernel) -> 
     kernel.alerts_when_started = [summary_alert(1)]
     kernel.enobufs_when_started = 2
     kernel.socket_drops_when_started = 300
-    monitor, intervals = run_monitor(WatchSettings(interval=0.2, duration=0.5))
+    monitor, intervals = run_monitor(kernel, WatchSettings(interval=0.2, duration=0.5))
     assert monitor.pipeline is not None
     assert monitor.pipeline.totals.socket_dropped == 300
     assert monitor.pipeline.totals.enobufs == 2
@@ -311,7 +324,7 @@ def test_socket_drops_give_the_exact_loss_beside_enobufs(kernel: FakeKernel) -> 
 def test_socket_drops_before_monitoring_are_not_counted(kernel: FakeKernel) -> None:
     kernel.socket_drops_at_join = 1000  # what the counter says before START: the baseline
     kernel.socket_drops_when_started = 12
-    monitor, intervals = run_monitor(WatchSettings(interval=0.2, duration=0.5))
+    monitor, intervals = run_monitor(kernel, WatchSettings(interval=0.2, duration=0.5))
     assert monitor.pipeline is not None
     assert monitor.pipeline.totals.socket_dropped == 12
     assert sum(interval.losses.socket_dropped for interval in intervals) == 12
@@ -321,7 +334,7 @@ def test_socket_drops_at_the_end_go_to_the_last_interval(kernel: FakeKernel) -> 
     """No ENOBUFS and no interval boundary: only the read at stop sees them."""
     kernel.alerts_when_started = [summary_alert(1), summary_alert(1)]
     kernel.socket_drops_per_alert = 9
-    monitor, intervals = run_monitor(WatchSettings(interval=10.0, duration=0.3))
+    monitor, intervals = run_monitor(kernel, WatchSettings(interval=10.0, duration=0.3))
     assert monitor.pipeline is not None
     [last] = intervals
     assert last.partial
@@ -336,12 +349,8 @@ def test_socket_drops_are_read_at_each_interval_boundary(kernel: FakeKernel) -> 
         for listener in kernel.listeners:
             listener.kernel_drops += 40
 
-    timer = threading.Timer(1.0, drop_40)
-    timer.start()
-    try:
-        monitor, intervals = run_monitor(WatchSettings(interval=0.5, duration=2.0))
-    finally:
-        timer.cancel()
+    kernel.clock.at(1.0, drop_40)
+    monitor, intervals = run_monitor(kernel, WatchSettings(interval=0.5, duration=2.0))
     events_socket = kernel.listeners[0]
     assert events_socket.drops_reads >= 1 + 3 + 1  # baseline, three boundaries, stop
     lossy = [number for number, i in enumerate(intervals) if i.losses.socket_dropped]
@@ -355,7 +364,7 @@ def test_unreadable_netlink_table_leaves_enobufs_alone(kernel: FakeKernel) -> No
     kernel.alerts_when_started = [summary_alert(1)]
     kernel.enobufs_when_started = 3
     kernel.socket_drops_when_started = 300
-    monitor, intervals = run_monitor(WatchSettings(interval=0.2, duration=0.5))
+    monitor, intervals = run_monitor(kernel, WatchSettings(interval=0.2, duration=0.5))
     assert monitor.pipeline is not None
     assert monitor.pipeline.totals.enobufs == 3
     assert monitor.pipeline.totals.socket_dropped == 0
@@ -365,6 +374,40 @@ def test_unreadable_netlink_table_leaves_enobufs_alone(kernel: FakeKernel) -> No
 
 def test_count_ends_after_that_many_intervals(kernel: FakeKernel) -> None:
     started = time.monotonic()
-    _, intervals = run_monitor(WatchSettings(interval=0.2, count=3))
+    _, intervals = run_monitor(kernel, WatchSettings(interval=0.2, count=3))
     assert len(intervals) == 3
     assert time.monotonic() - started < 5
+    # On the fake clock: the three intervals, then the kernel's grace, and nothing else.
+    assert kernel.clock.elapsed_ns / 1e9 == pytest.approx(3 * 0.2 + KERNEL_BATCH_GRACE)
+
+
+def test_a_second_signal_skips_the_grace_but_still_stops(kernel: FakeKernel) -> None:
+    kernel.alerts_when_started = [summary_alert(5)]
+    for at in (0.3, 0.31):
+        kernel.clock.at(at, lambda: os.kill(os.getpid(), signal.SIGINT))
+    monitor, intervals = run_monitor(kernel, WatchSettings(interval=10.0))
+    assert monitor.stop.reason == "SIGINT" and monitor.stop.urgent
+    assert kernel.clock.elapsed_ns / 1e9 < 0.31 + MAX_WAIT  # no KERNEL_BATCH_GRACE
+    assert counted(intervals) == 5
+    assert kernel.requests[-1] == "STOP"
+
+
+def test_the_kernel_batches_are_drained_for_the_grace_then_stopped(kernel: FakeKernel) -> None:
+    """A batch sent after the end (``--duration``) still counts, in the last interval."""
+    kernel.alerts_when_started = [summary_alert(1)]
+    kernel.clock.at(
+        0.5 + KERNEL_BATCH_GRACE / 2, lambda: kernel.pending_alerts.append(summary_alert(6))
+    )
+    _, intervals = run_monitor(kernel, WatchSettings(interval=0.2, duration=0.5))
+    assert counted(intervals) == 7
+    assert counted(intervals[-1:]) == 6  # the batch drained after the end: the last interval
+    assert intervals[-1].end == pytest.approx(START_NS / 1e9 + 0.5)
+    assert kernel.requests[-1] == "STOP"
+
+
+def test_a_drained_queue_pauses_before_the_next_read(kernel: FakeKernel) -> None:
+    """After a batch smaller than RECEIVE_BATCH the loop waits STORM_PAUSE, on its clock."""
+    kernel.alerts_when_started = [summary_alert(1), summary_alert(2)]
+    _, intervals = run_monitor(kernel, WatchSettings(interval=0.2, duration=0.4))
+    assert counted(intervals) == 3
+    assert kernel.clock.sleeps == [STORM_PAUSE]  # one batch of two; the other passes waited

@@ -69,7 +69,7 @@ def live(monkeypatch: pytest.MonkeyPatch, source: str, net_dm: type, tracepoint:
     return totals, started
 
 
-def unused_pipeline(family_id: int, start: float) -> Any:
+def unused_pipeline(decoder: Any, start: float) -> Any:
     raise AssertionError("the fake monitors make no pipeline")
 
 

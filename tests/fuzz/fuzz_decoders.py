@@ -1056,7 +1056,7 @@ class CaptureTarget:
 def replay(path: str, rng: random.Random) -> str:
     """``netdm watch -r FILE`` in-process, as the CLI calls the library: finishes or NetdmError."""
     from netdm.engine.aggregate import IntervalAggregator
-    from netdm.engine.session import Pipeline, replay_capture
+    from netdm.engine.session import DatagramDecoder, Pipeline, replay_capture
     from netdm.output.render import PacketPrinter, make_renderer
 
     out = io.StringIO()
@@ -1069,10 +1069,10 @@ def replay(path: str, rng: random.Random) -> str:
         renderer = make_renderer(json_lines=as_json, out=out, symbols=symbols)
         printer = PacketPrinter(out, symbols, json_lines=as_json, verbose=rng.random() < 0.2)
 
-        def new_pipeline(family_id: int, start: float) -> Pipeline:
+        def new_pipeline(decoder: DatagramDecoder, start: float) -> Pipeline:
             aggregator = IntervalAggregator(interval=rng.choice([0.5, 5.0]), start=start)
             return Pipeline(
-                family_id,
+                decoder,
                 aggregator,
                 renderer.interval,
                 on_packet=printer.packet if per_packet else None,

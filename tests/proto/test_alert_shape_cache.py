@@ -40,7 +40,7 @@ from netdm_proto_strategies import (
 import netdm.proto.alert_cache as alert_cache
 from netdm.capture import read_capture, read_symbols
 from netdm.engine.aggregate import IntervalAggregator, IntervalSummary
-from netdm.engine.session import Pipeline, replay_capture
+from netdm.engine.session import DatagramDecoder, NetDmDecoder, Pipeline, replay_capture
 from netdm.engine.symbols import SymbolTable
 from netdm.output.render import PacketPrinter, make_renderer
 from netdm.proto import PacketAlert, ProtocolError, decode_datagram
@@ -405,7 +405,9 @@ def _run(
     alerts: list[PacketAlert] = []
     summaries: list[IntervalSummary] = []
     aggregator = IntervalAggregator(interval=1.0, start=0.0)
-    pipeline = Pipeline(family_id, aggregator, summaries.append, on_packet=alerts.append)
+    pipeline = Pipeline(
+        NetDmDecoder(family_id), aggregator, summaries.append, on_packet=alerts.append
+    )
     if not cache:
         pipeline._decode = lambda datagram: decode_datagram(datagram, family_id)
     for index, data in enumerate(stream):
@@ -438,7 +440,7 @@ def test_pipelines_with_and_without_the_cache_agree(case: tuple[int, list[bytes]
 
 def test_the_full_path_uses_the_cache() -> None:
     aggregator = IntervalAggregator(interval=5.0, start=0.0)
-    pipeline = Pipeline(FAMILY_ID, aggregator, print, on_packet=lambda alert: None)
+    pipeline = Pipeline(NetDmDecoder(FAMILY_ID), aggregator, print, on_packet=lambda alert: None)
     assert not pipeline.lazy
     data = build_packet_alert(FAMILY_ID, _alert())
     with full_decodes() as spy:
@@ -453,10 +455,12 @@ def _replay_json(path: Path, *, cache: bool, payload_encoding: str = "hex") -> s
     renderer = make_renderer(json_lines=True, out=out, symbols=symbols)
     printer = PacketPrinter(out, symbols, json_lines=True, payload_encoding=payload_encoding)
 
-    def new_pipeline(family_id: int, start: float) -> Pipeline:
+    def new_pipeline(decoder: DatagramDecoder, start: float) -> Pipeline:
         aggregator = IntervalAggregator(interval=2.0, start=start)
-        pipeline = Pipeline(family_id, aggregator, renderer.interval, on_packet=printer.packet)
+        pipeline = Pipeline(decoder, aggregator, renderer.interval, on_packet=printer.packet)
         if not cache:
+            assert isinstance(decoder, NetDmDecoder)
+            family_id = decoder.family_id
             pipeline._decode = lambda datagram: decode_datagram(datagram, family_id)
         return pipeline
 

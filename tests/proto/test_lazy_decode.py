@@ -35,7 +35,7 @@ from netdm_proto_strategies import (
 
 from netdm.capture import read_capture, read_symbols
 from netdm.engine.aggregate import IntervalAggregator, IntervalSummary, packet_location
-from netdm.engine.session import Pipeline, replay_capture
+from netdm.engine.session import DatagramDecoder, NetDmDecoder, Pipeline, replay_capture
 from netdm.engine.symbols import SymbolTable
 from netdm.output.render import make_renderer
 from netdm.proto import PacketAlert, ProtocolError, decode_datagram
@@ -302,7 +302,9 @@ def _run(
 ) -> tuple[Pipeline, list[IntervalSummary]]:
     summaries: list[IntervalSummary] = []
     aggregator = IntervalAggregator(interval=1.0, start=0.0, by_reason=by_reason)
-    pipeline = Pipeline(family_id, aggregator, summaries.append, need_packets=need_packets)
+    pipeline = Pipeline(
+        NetDmDecoder(family_id), aggregator, summaries.append, need_packets=need_packets
+    )
     for index, data in enumerate(stream):
         pipeline.feed(data, index * 0.4)
     pipeline.finish(len(stream) * 0.4)
@@ -338,14 +340,14 @@ def test_the_pipeline_takes_the_lazy_path_only_when_nothing_needs_the_packet() -
     def aggregator(**options: Any) -> IntervalAggregator:
         return IntervalAggregator(interval=5.0, start=0.0, **options)
 
-    assert Pipeline(FAMILY_ID, aggregator(), print).lazy
-    assert Pipeline(FAMILY_ID, aggregator(by_reason=True), print).lazy
-    assert not Pipeline(FAMILY_ID, aggregator(), print, on_packet=print).lazy
-    assert not Pipeline(FAMILY_ID, aggregator(), print, packet_filter=bool).lazy
-    assert not Pipeline(FAMILY_ID, aggregator(key=packet_location), print).lazy
-    assert not Pipeline(FAMILY_ID, aggregator(), print, need_packets=True).lazy
+    assert Pipeline(NetDmDecoder(FAMILY_ID), aggregator(), print).lazy
+    assert Pipeline(NetDmDecoder(FAMILY_ID), aggregator(by_reason=True), print).lazy
+    assert not Pipeline(NetDmDecoder(FAMILY_ID), aggregator(), print, on_packet=print).lazy
+    assert not Pipeline(NetDmDecoder(FAMILY_ID), aggregator(), print, packet_filter=bool).lazy
+    assert not Pipeline(NetDmDecoder(FAMILY_ID), aggregator(key=packet_location), print).lazy
+    assert not Pipeline(NetDmDecoder(FAMILY_ID), aggregator(), print, need_packets=True).lazy
     with pytest.raises(ValueError, match="need_packets"):
-        Pipeline(FAMILY_ID, aggregator(), print, on_packet=print, need_packets=False)
+        Pipeline(NetDmDecoder(FAMILY_ID), aggregator(), print, on_packet=print, need_packets=False)
 
 
 def _replay(path: Path, *, json_lines: bool, need_packets: bool | None) -> str:
@@ -353,9 +355,9 @@ def _replay(path: Path, *, json_lines: bool, need_packets: bool | None) -> str:
     symbols = SymbolTable.from_kallsyms_text(read_symbols(path), source_description="test")
     renderer = make_renderer(json_lines=json_lines, out=out, symbols=symbols)
 
-    def new_pipeline(family_id: int, start: float) -> Pipeline:
+    def new_pipeline(decoder: DatagramDecoder, start: float) -> Pipeline:
         aggregator = IntervalAggregator(interval=2.0, start=start)
-        return Pipeline(family_id, aggregator, renderer.interval, need_packets=need_packets)
+        return Pipeline(decoder, aggregator, renderer.interval, need_packets=need_packets)
 
     renderer.start()
     result = replay_capture(lambda: read_capture(path), new_pipeline)

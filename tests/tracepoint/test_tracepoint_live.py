@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from netdm.engine.aggregate import IntervalAggregator, IntervalSummary
-from netdm.engine.session import Pipeline, WatchSettings
+from netdm.engine.session import DatagramDecoder, Pipeline, WatchSettings
 from netdm.engine.symbols import SymbolTable
 from netdm.engine.tracepoint_monitor import TracepointMonitor
 from netdm.tracepoint.tracefs import (
@@ -206,8 +206,8 @@ def test_a_full_buffer_counts_what_it_lost(no_leftover_instances: None) -> None:
     summaries: list[IntervalSummary] = []
     sent = 3000
 
-    def new_pipeline(family_id: int, start: float) -> Pipeline:
-        return Pipeline(family_id, IntervalAggregator(interval=60, start=start), summaries.append)
+    def new_pipeline(decoder: DatagramDecoder, start: float) -> Pipeline:
+        return Pipeline(decoder, IntervalAggregator(interval=60, start=start), summaries.append)
 
     monitor = TracepointMonitor(
         WatchSettings(interval=60, duration=4),
