@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from netdm.capture.formats import NETLINK_GENERIC
 from netdm.engine.pipeline import (
     NS_PER_SECOND,
     NetDmDecoder,
@@ -30,32 +31,14 @@ from netdm.engine.pipeline import (
 )
 from netdm.errors import BadInputError
 from netdm.proto import ProtocolError, decode_datagram
-from netdm.proto.constants import FAMILY_NAME, Cmd
-from netdm.proto.events import FamilyInfo, PacketAlert, SummaryAlert
+from netdm.proto.constants import FAMILY_NAME, GENL_ID_CTRL, Cmd
+from netdm.proto.events import FamilyInfo
+from netdm.proto.framing import GENL_MESSAGE_MIN
+from netdm.proto.peek import is_alert, is_net_dm_command, looks_like_net_dm_alert, message_type
 
 if TYPE_CHECKING:
     from netdm.capture import CaptureReader
 
-NETLINK_GENERIC = 16
-GENL_ID_CTRL = 0x10
-
-
-def _is_alert(datagram: bytes, family_id: int) -> bool:
-    """A kernel notification of ``family_id``: ALERT or PACKET_ALERT."""
-    return (
-        len(datagram) >= 20
-        and int.from_bytes(datagram[4:6], "little") == family_id
-        and datagram[16] in (Cmd.ALERT, Cmd.PACKET_ALERT)
-    )
-
-
-def _is_net_dm_command(datagram: bytes, family_id: int, cmd: Cmd) -> bool:
-    """A message of ``family_id`` with command ``cmd`` (a request, or a reply like STATS_NEW)."""
-    return (
-        len(datagram) >= 20
-        and int.from_bytes(datagram[4:6], "little") == family_id
-        and datagram[16] == cmd
-    )
 
 
 def find_family_id(reader: CaptureReader) -> tuple[int, str]:
@@ -69,9 +52,9 @@ def find_family_id(reader: CaptureReader) -> tuple[int, str]:
     guess: int | None = None
     for record in reader:
         data = record.data
-        if record.protocol != NETLINK_GENERIC or len(data) < 20:
+        if record.protocol != NETLINK_GENERIC or len(data) < GENL_MESSAGE_MIN:
             continue
-        nl_type = int.from_bytes(data[4:6], "little")
+        nl_type = message_type(data)
         if nl_type == GENL_ID_CTRL:
             try:
                 events = decode_datagram(data, 0)
@@ -80,7 +63,7 @@ def find_family_id(reader: CaptureReader) -> tuple[int, str]:
             for event in events:
                 if isinstance(event, FamilyInfo) and event.name == FAMILY_NAME:
                     return event.family_id, "from the capture's nlctrl reply"
-        elif guess is None and nl_type > GENL_ID_CTRL and _looks_like_net_dm_alert(data):
+        elif guess is None and nl_type > GENL_ID_CTRL and looks_like_net_dm_alert(data):
             guess = nl_type
     if guess is not None:
         return guess, "recognised from its alerts (the capture has no nlctrl reply)"
@@ -88,20 +71,6 @@ def find_family_id(reader: CaptureReader) -> tuple[int, str]:
         f"{reader.path}: no NET_DM messages found (no nlctrl reply naming NET_DM and "
         "nothing that decodes as a drop alert); if the family id is known, pass --family-id"
     )
-
-
-def _looks_like_net_dm_alert(data: bytes) -> bool:
-    flags_seq_pid = data[6:16]
-    if flags_seq_pid != bytes(10) or data[17] != 2:
-        return False
-    nl_type = int.from_bytes(data[4:6], "little")
-    if data[16] not in (Cmd.ALERT, Cmd.PACKET_ALERT):
-        return False
-    try:
-        events = decode_datagram(data, nl_type)
-    except ProtocolError:
-        return False
-    return all(isinstance(event, (SummaryAlert, PacketAlert)) for event in events)
 
 
 @dataclass
@@ -144,7 +113,7 @@ def replay_capture(
                 continue
             if outgoing:
                 # Requests carry no drops, but netdm's START marks where its windows begin.
-                if _is_net_dm_command(data, family_id, Cmd.START):
+                if is_net_dm_command(data, family_id, Cmd.START):
                     awaiting_start_ack = True
                 continue
             records += 1
@@ -153,9 +122,9 @@ def replay_capture(
                 if start_ns is None or awaiting_start_ack:
                     start_ns = timestamp_ns
                     awaiting_start_ack = False
-                if _is_net_dm_command(data, family_id, Cmd.STATS_NEW):
+                if is_net_dm_command(data, family_id, Cmd.STATS_NEW):
                     stats_baseline = data  # live, taken before START: see LiveMonitor
-                if not _is_alert(data, family_id):
+                if not is_alert(data, family_id):
                     continue
                 pipeline = pipeline_factory(NetDmDecoder(family_id), seconds(start_ns))
                 if stats_baseline is not None:

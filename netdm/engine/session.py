@@ -40,8 +40,6 @@ from netdm.engine.pipeline import (
     within_run,
 )
 from netdm.engine.replay import (
-    GENL_ID_CTRL,
-    NETLINK_GENERIC,
     ReplayResult,
     find_family_id,
     replay_capture,
@@ -60,10 +58,8 @@ from netdm.engine.run_loop import (
 
 __all__ = [
     "END_EPSILON_NS",
-    "GENL_ID_CTRL",
     "KERNEL_BATCH_GRACE",
     "MAX_WAIT",
-    "NETLINK_GENERIC",
     "NS_PER_SECOND",
     "RECEIVE_BATCH",
     "RECORD_FLUSH_SECONDS",
