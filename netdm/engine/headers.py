@@ -40,6 +40,21 @@ import struct
 from dataclasses import dataclass, fields
 from typing import Any
 
+from netdm.capture.link_layer import (
+    ETHERNET_HEADER_LEN,
+    ETHERTYPE_ARP,
+    ETHERTYPE_IPV4,
+    ETHERTYPE_IPV6,
+    ETHERTYPE_QINQ,
+    ETHERTYPE_QINQ_OLD,
+    ETHERTYPE_VLAN,
+    GUESSABLE_ETHERTYPES,
+    MIN_ETHERTYPE,
+    VLAN_TAG_LEN,
+    VLAN_TPIDS,
+    payload_is_ethernet,
+)
+
 __all__ = [
     "ARP_OPERATION_NAMES",
     "ETHERTYPE_NAMES",
@@ -58,19 +73,6 @@ __all__ = [
 ]
 
 # --------------------------------------------------------------------------- numbers and names
-
-ETHERTYPE_IPV4 = 0x0800
-ETHERTYPE_ARP = 0x0806
-ETHERTYPE_IPV6 = 0x86DD
-ETHERTYPE_VLAN = 0x8100  # 802.1Q customer tag
-ETHERTYPE_QINQ = 0x88A8  # 802.1ad service tag
-ETHERTYPE_QINQ_OLD = 0x9100  # pre-standard double tagging
-MIN_ETHERTYPE = 0x0600  # below this, bytes 12-13 of an 802.3 frame are a length
-ETHERNET_HEADER_LEN = 14
-VLAN_TAG_LEN = 4
-VLAN_TPIDS = frozenset({ETHERTYPE_VLAN, ETHERTYPE_QINQ, ETHERTYPE_QINQ_OLD})
-# Without a protocol from the kernel, these EtherTypes at bytes 12-13 make the payload Ethernet.
-GUESSABLE_ETHERTYPES = frozenset({ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_ARP}) | VLAN_TPIDS
 
 ETHERTYPE_NAMES: dict[int, str] = {
     ETHERTYPE_IPV4: "IPv4",
@@ -407,20 +409,6 @@ def _ipv6_text(packed: bytes) -> str:
     if "." in text:
         text = str(ipaddress.IPv6Address(packed))
     return _remembered(packed, text)
-
-
-def payload_is_ethernet(proto: int | None, payload: bytes) -> bool:
-    """Whether ``payload`` starts with an Ethernet header (see the module docstring).
-
-    True when ``proto`` ≥ 0x600 equals bytes 12-13 (Wireshark's rule), or,
-    without ``proto``, when bytes 12-13 hold a common EtherType.
-    """
-    if len(payload) < ETHERNET_HEADER_LEN:
-        return False
-    outer = (payload[12] << 8) | payload[13]
-    if proto:
-        return proto >= MIN_ETHERTYPE and outer == proto
-    return outer in GUESSABLE_ETHERTYPES
 
 
 _DEFAULT_FIELDS: dict[str, Any] = {field.name: field.default for field in fields(PacketHeaders)}

@@ -79,7 +79,7 @@ from typing import Any, Literal, Protocol, TextIO
 
 from netdm.engine.aggregate import DropCount, IntervalSummary, LossCounts
 from netdm.engine.symbols import RX_DROPPED_LABEL, SymbolTable, format_address
-from netdm.proto.events import PacketAlert
+from netdm.output.packet_printer import PACKET_FLUSH_SECONDS, PacketPrinter
 from netdm.textsafe import escape_for_terminal, replace_invalid_text
 
 __all__ = [
@@ -88,8 +88,10 @@ __all__ = [
     "CLOSING_LINE",
     "JSON_SCHEMA_VERSION",
     "NET_DM_SOURCE",
+    "PACKET_FLUSH_SECONDS",
     "DropSource",
     "JsonRenderer",
+    "PacketPrinter",
     "Renderer",
     "RunTotalsView",
     "TextRenderer",
@@ -163,9 +165,6 @@ class Renderer(Protocol):
 
     def stop(self, totals: RunTotalsView | None = None) -> None: ...
 
-
-# Packet lines are flushed at most this often, not one write per line.
-PACKET_FLUSH_SECONDS = 0.2
 
 
 def local_time(epoch: float) -> str:
@@ -458,65 +457,3 @@ def make_renderer(
         return JsonRenderer(out, symbols)
     return TextRenderer(out, symbols, verbose=verbose, err=err)
 
-
-class PacketPrinter:
-    """Packet mode: one line (or a block, with ``verbose``) or one JSON object per drop.
-
-    Output is flushed at most every :data:`PACKET_FLUSH_SECONDS`, not per line:
-    a drop storm brings tens of thousands of lines a second.
-    """
-
-    def __init__(
-        self,
-        out: TextIO,
-        symbols: SymbolTable,
-        *,
-        json_lines: bool = False,
-        verbose: bool = False,
-        nanoseconds: bool = False,
-        payload_encoding: Literal["hex", "base64"] = "hex",
-        resolve_ifname: Callable[[int], str | None] | None = None,
-    ) -> None:
-        from netdm.output import packets
-
-        self._out = out
-        self._symbols = symbols
-        self._json = json_lines
-        self._verbose = verbose
-        self._nanoseconds = nanoseconds
-        self._payload_encoding = payload_encoding
-        self._resolve_ifname = resolve_ifname
-        self._packets = packets
-        self._last_flush = time.monotonic()
-        # The JSON line writer (newline included) with this printer's options bound once.
-        self._json_line = packets.packet_json_writer(
-            resolve_ifname=resolve_ifname, symbols=symbols, payload_encoding=payload_encoding
-        )
-
-    def packet(self, alert: PacketAlert) -> None:
-        """Print ``alert``; every kernel-provided string is escaped by netdm.output.packets."""
-        if self._json:
-            line = self._json_line(alert)  # with its newline
-        elif self._verbose:
-            text = "\n".join(
-                self._packets.format_packet_verbose(
-                    alert,
-                    resolve_ifname=self._resolve_ifname,
-                    symbols=self._symbols,
-                    nanoseconds=self._nanoseconds,
-                )
-            )
-            line = text + "\n"
-        else:
-            text = self._packets.format_packet_line(
-                alert,
-                resolve_ifname=self._resolve_ifname,
-                symbols=self._symbols,
-                nanoseconds=self._nanoseconds,
-            )
-            line = text + "\n"
-        self._out.write(line)
-        now = time.monotonic()
-        if now - self._last_flush >= PACKET_FLUSH_SECONDS:
-            self._out.flush()
-            self._last_flush = now
