@@ -130,6 +130,15 @@ __all__ = [
     "IPPROTO_ROUTING",
     "IPPROTO_TCP",
     "IPPROTO_UDP",
+    "IPV4_FIELDS",
+    "IPV4_FRAGMENT_OFFSET_MASK",
+    "IPV4_MORE_FRAGMENTS",
+    "IPV4_VERSION_SHIFT",
+    "IPV6_VERSION_SHIFT",
+    "TCP_DATA_OFFSET_MASK",
+    "TCP_DATA_OFFSET_SHIFT",
+    "TCP_FLAGS_MASK",
+    "TCP_SEQ_ACK_OFFSET_FLAGS",
     "IPV6_EXTENSION_HEADERS",
     "IP_PROTOCOL_NAMES",
     "MIN_ETHERTYPE",
@@ -162,13 +171,14 @@ _ARP_ETHERNET_IPV4 = struct_layout(
 _ARP_ETHERNET_IPV4_KIND = tuple(
     const_value(_D.arp_ethernet_ipv4, name) for name in ("htype", "ptype", "hlen", "plen")
 )
+# The IPv4 fields the decoders read (the others are pad).
 IPV4_FIELDS = ("version_ihl", "total_length", "flags_fragment", "ttl", "protocol", "src", "dst")
 _IPV4 = struct_layout((_D.ipv4_fixed, IPV4_FIELDS))
 _IPV6 = struct_layout((_D.ipv6, None))
 _IPV6_FRAGMENT = struct_layout((_D.ipv6_fragment, ("next_header", "fragment")))
 _PORTS = struct_layout((_D.ports, None))
 # From the start of the TCP header (the ports are pad): seq, ack, data offset and flags.
-_TCP_SEQ_ACK_OFFSET_FLAGS = struct_layout((_D.tcp_fixed, ("seq", "ack", "offset_flags")))
+TCP_SEQ_ACK_OFFSET_FLAGS = struct_layout((_D.tcp_fixed, ("seq", "ack", "offset_flags")))
 _IPV4_HEADER_LEN = _D.ipv4_fixed.sizeof()
 _IPV6_HEADER_LEN = _D.ipv6.sizeof()
 _IPV6_FRAGMENT_HEADER_LEN = _D.ipv6_fragment.sizeof()
@@ -176,20 +186,20 @@ _TCP_HEADER_LEN = _D.tcp_fixed.sizeof()
 _UDP_HEADER_LEN = _D.udp.sizeof()
 _ICMP_HEADER_LEN = _D.icmp.sizeof()
 _PORTS_LEN = _D.ports.sizeof()
-_IPV4_VERSION_SHIFT = bit_field(_D.ipv4_fixed, "version_ihl", "version").shift
+IPV4_VERSION_SHIFT = bit_field(_D.ipv4_fixed, "version_ihl", "version").shift
 _IPV4_IHL_MASK = bit_field(_D.ipv4_fixed, "version_ihl", "ihl").in_place
-_IPV4_MORE_FRAGMENTS = bit_field(_D.ipv4_fixed, "flags_fragment", "more_fragments").in_place
-_IPV4_FRAGMENT_OFFSET_MASK = bit_field(_D.ipv4_fixed, "flags_fragment", "fragment_offset").in_place
-_IPV6_VERSION_SHIFT = bit_field(_D.ipv6, "version_class_flow", "version").shift
+IPV4_MORE_FRAGMENTS = bit_field(_D.ipv4_fixed, "flags_fragment", "more_fragments").in_place
+IPV4_FRAGMENT_OFFSET_MASK = bit_field(_D.ipv4_fixed, "flags_fragment", "fragment_offset").in_place
+IPV6_VERSION_SHIFT = bit_field(_D.ipv6, "version_class_flow", "version").shift
 # The offset in place is the offset in 8-byte units times 8: the offset in bytes.
 _IPV6_FRAGMENT_OFFSET_MASK = bit_field(_D.ipv6_fragment, "fragment", "offset").in_place
 _IPV6_MORE_FRAGMENTS = bit_field(_D.ipv6_fragment, "fragment", "more_fragments").in_place
 _VLAN_ID_MASK = bit_field(_D.vlan_tag, "tci", "vid").in_place
 _TCP_DATA_OFFSET = bit_field(_D.tcp_fixed, "offset_flags", "data_offset")
-_TCP_DATA_OFFSET_SHIFT, _TCP_DATA_OFFSET_MASK = _TCP_DATA_OFFSET.shift, _TCP_DATA_OFFSET.mask
-_TCP_FLAGS_MASK = 0
+TCP_DATA_OFFSET_SHIFT, TCP_DATA_OFFSET_MASK = _TCP_DATA_OFFSET.shift, _TCP_DATA_OFFSET.mask
+TCP_FLAGS_MASK = 0
 for _name, _bit, _letter in TCP_FLAG_BITS:
-    _TCP_FLAGS_MASK |= bit_field(_D.tcp_fixed, "offset_flags", _name).in_place
+    TCP_FLAGS_MASK |= bit_field(_D.tcp_fixed, "offset_flags", _name).in_place
 
 # --------------------------------------------------------------------------- the walk
 
@@ -317,7 +327,7 @@ def _decode_ipv4(payload: bytes, offset: int, draft: dict[str, Any]) -> None:
     version_ihl, total_length, fragment, ttl, protocol, source, destination = _IPV4.unpack_from(
         payload, offset
     )
-    version = version_ihl >> _IPV4_VERSION_SHIFT
+    version = version_ihl >> IPV4_VERSION_SHIFT
     if version != 4:
         draft["notes"] += (note_wrong_version("IPv4", version),)
         return
@@ -326,8 +336,8 @@ def _decode_ipv4(payload: bytes, offset: int, draft: dict[str, Any]) -> None:
     draft["ttl"] = ttl
     draft["ip_proto"] = protocol
     draft["ip_length"] = total_length
-    fragment_offset = (fragment & _IPV4_FRAGMENT_OFFSET_MASK) * 8
-    more_fragments = bool(fragment & _IPV4_MORE_FRAGMENTS)
+    fragment_offset = (fragment & IPV4_FRAGMENT_OFFSET_MASK) * 8
+    more_fragments = bool(fragment & IPV4_MORE_FRAGMENTS)
     if fragment_offset or more_fragments:
         draft["fragment_offset"] = fragment_offset
         draft["more_fragments"] = more_fragments
@@ -352,7 +362,7 @@ def _decode_ipv6(payload: bytes, offset: int, draft: dict[str, Any]) -> None:
     first_word, payload_length, next_header, hop_limit, source, destination = _IPV6.unpack_from(
         payload, offset
     )
-    version = first_word >> _IPV6_VERSION_SHIFT
+    version = first_word >> IPV6_VERSION_SHIFT
     if version != 6:
         draft["notes"] += (note_wrong_version("IPv6", version),)
         return
@@ -397,11 +407,11 @@ def _decode_l4(payload: bytes, offset: int, protocol: int, draft: dict[str, Any]
         if available < _TCP_HEADER_LEN:
             draft["notes"] += (NOTE_TRUNCATED_TCP,)
             return
-        draft["seq"], draft["ack"], offset_flags = _TCP_SEQ_ACK_OFFSET_FLAGS.unpack_from(
+        draft["seq"], draft["ack"], offset_flags = TCP_SEQ_ACK_OFFSET_FLAGS.unpack_from(
             payload, offset
         )
-        draft["tcp_flags"] = offset_flags & _TCP_FLAGS_MASK
-        header_len = (offset_flags >> _TCP_DATA_OFFSET_SHIFT & _TCP_DATA_OFFSET_MASK) * 4
+        draft["tcp_flags"] = offset_flags & TCP_FLAGS_MASK
+        header_len = (offset_flags >> TCP_DATA_OFFSET_SHIFT & TCP_DATA_OFFSET_MASK) * 4
         if header_len < _TCP_HEADER_LEN:
             draft["notes"] += (note_bad_tcp_header_length(header_len),)
         elif available < header_len:
@@ -443,5 +453,3 @@ def _decode_arp(payload: bytes, offset: int, draft: dict[str, Any]) -> None:
     draft["arp_sender_mac"] = sender_mac.hex(":")
     draft["src"] = _ADDRESS_TEXT.get(sender_ip) or _ipv4_text(sender_ip)
     draft["dst"] = _ADDRESS_TEXT.get(target_ip) or _ipv4_text(target_ip)
-
-

@@ -17,9 +17,11 @@ compact, ASCII) two ways:
   place.  Anything else (VLAN tags, IPv4 options or fragments, IPv6
   extension headers, other protocols, a header cut short, no or another
   protocol from the kernel) goes the general way,
-  ``of_headers(describe_packet(...))``.
-  ``tests/output/test_packet_json_fast_headers.py`` holds the two ways equal,
-  byte for byte, over generated and mutated frames.
+  ``of_headers(describe_packet(...))``.  The unpack formats are the construct
+  definitions laid end to end
+  (:func:`~netdm.engine.header_definitions.struct_layout`), not offsets of
+  its own.  ``tests/output/test_packet_json_fast_headers.py`` holds the two
+  ways equal, byte for byte, over generated and mutated frames.
 
 Every cache maps what a fragment depends on to its text and empties itself
 when it holds ``max_entries``: a storm repeats a few sites and addresses.
@@ -28,10 +30,10 @@ when it holds ``max_entries``: a storm repeats a few sites and addresses.
 from __future__ import annotations
 
 import json
-import struct
 from typing import Any
 
-from netdm.capture.link_layer import ETHERNET_HEADER_LEN, ETHERTYPE_IPV4, ETHERTYPE_IPV6
+from netdm.capture.link_layer import ETHERTYPE_IPV4, ETHERTYPE_IPV6
+from netdm.engine.header_definitions import header_definitions, struct_layout
 from netdm.engine.headers import (
     ARP_OPERATION_NAMES,
     IP_PROTOCOL_NAMES,
@@ -39,6 +41,15 @@ from netdm.engine.headers import (
     IPPROTO_ICMPV6,
     IPPROTO_TCP,
     IPPROTO_UDP,
+    IPV4_FIELDS,
+    IPV4_FRAGMENT_OFFSET_MASK,
+    IPV4_MORE_FRAGMENTS,
+    IPV4_VERSION_SHIFT,
+    IPV6_VERSION_SHIFT,
+    TCP_DATA_OFFSET_MASK,
+    TCP_DATA_OFFSET_SHIFT,
+    TCP_FLAGS_MASK,
+    TCP_SEQ_ACK_OFFSET_FLAGS,
     PacketHeaders,
     describe_packet,
     ethertype_name,
@@ -51,18 +62,26 @@ __all__ = ["FRAGMENT_CACHE_SIZE", "HeaderJson", "encode_json_string"]
 FRAGMENT_CACHE_SIZE = 4096
 encode_json_string = json.encoder.encode_basestring_ascii  # what json.dumps uses, in C
 
+# The layouts are the construct definitions laid end to end (netdm.engine.header_definitions).
+_D = header_definitions()
 # MACs, EtherType, version/IHL, total length, flags/fragment offset, TTL, protocol, source
 # and destination, the first four transport bytes (ports, or ICMP type/code and checksum).
-_ETHERNET_IPV4 = struct.Struct("!12sHBxHxxHBBxx8sHH")
-_ETHERNET_IPV4_L4 = ETHERNET_HEADER_LEN + 20  # the IHL is 5: no options
+_ETHERNET_IPV4 = struct_layout(
+    (_D.ethernet, None), (_D.ipv4_fixed, IPV4_FIELDS), (_D.ports, None), merge_bytes=True
+)
+_ETHERNET_IPV4_L4 = _D.ethernet.sizeof() + _D.ipv4_fixed.sizeof()  # no IPv4 options
 # MACs, EtherType, version/class/flow label, payload length, next header, hop limit, source
 # and destination, the first four transport bytes.
-_ETHERNET_IPV6 = struct.Struct("!12sHIHBB32sHH")
-_ETHERNET_IPV6_L4 = ETHERNET_HEADER_LEN + 40
-_TCP_REST = struct.Struct("!IIBB")  # after the ports: seq, ack, data offset, flags
-_TCP_HEADER_LEN = 20
-_UDP_HEADER_LEN = 8
-_IPV4_FRAGMENT_BITS = 0x3FFF  # MF and the fragment offset: either makes a fragment
+_ETHERNET_IPV6 = struct_layout(
+    (_D.ethernet, None), (_D.ipv6, None), (_D.ports, None), merge_bytes=True
+)
+_ETHERNET_IPV6_L4 = _D.ethernet.sizeof() + _D.ipv6.sizeof()
+_TCP_HEADER_LEN = _D.tcp_fixed.sizeof()
+_UDP_HEADER_LEN = _D.udp.sizeof()
+# Version 4 and an IHL of 5 (no options), as the first byte of the header.
+_IPV4_PLAIN = 4 << IPV4_VERSION_SHIFT | _D.ipv4_fixed.sizeof() // 4
+# MF and the fragment offset: either makes a fragment.
+_IPV4_FRAGMENT_BITS = IPV4_MORE_FRAGMENTS | IPV4_FRAGMENT_OFFSET_MASK
 
 # The tail of a packet with no TCP, ICMP or ARP fields and no notes.
 NO_TRANSPORT_DETAILS_JSON = (
@@ -229,7 +248,7 @@ class HeaderJson:
                 ) = _ETHERNET_IPV4.unpack_from(payload)
                 if (
                     ethertype == ETHERTYPE_IPV4
-                    and version_ihl == 0x45
+                    and version_ihl == _IPV4_PLAIN
                     and not fragment & _IPV4_FRAGMENT_BITS
                 ):
                     l4_offset = _ETHERNET_IPV4_L4
@@ -245,7 +264,7 @@ class HeaderJson:
                     first,
                     second,
                 ) = _ETHERNET_IPV6.unpack_from(payload)
-                if ethertype == ETHERTYPE_IPV6 and version_flow >> 28 == 6:
+                if ethertype == ETHERTYPE_IPV6 and version_flow >> IPV6_VERSION_SHIFT == 6:
                     l4_offset = _ETHERNET_IPV6_L4
             if l4_offset:  # then ethertype == proto: the payload agrees with the alert
                 key = (macs, addresses, ttl, protocol)
@@ -281,8 +300,10 @@ class HeaderJson:
         if protocol == IPPROTO_TCP:
             if size - offset < _TCP_HEADER_LEN:
                 return None
-            seq, ack, data_offset, flags = _TCP_REST.unpack_from(payload, offset + 4)
-            if not _TCP_HEADER_LEN <= (data_offset >> 4) * 4 <= size - offset:
+            seq, ack, offset_flags = TCP_SEQ_ACK_OFFSET_FLAGS.unpack_from(payload, offset)
+            flags = offset_flags & TCP_FLAGS_MASK
+            header_len = (offset_flags >> TCP_DATA_OFFSET_SHIFT & TCP_DATA_OFFSET_MASK) * 4
+            if not _TCP_HEADER_LEN <= header_len <= size - offset:
                 return None  # a bad header length or cut options: a note
             flags_text = self.tcp_flags.get(flags) or self.remember(
                 self.tcp_flags, flags, self.json_text(tcp_flags_text(flags))

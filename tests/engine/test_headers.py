@@ -656,23 +656,23 @@ def test_fast_layouts_are_the_definitions_laid_out() -> None:
         "_IPV6": "!IHBB16s16s",
         "_IPV6_FRAGMENT": "!B1xH",
         "_PORTS": "!HH",
-        "_TCP_SEQ_ACK_OFFSET_FLAGS": "!4xLLH",
+        "TCP_SEQ_ACK_OFFSET_FLAGS": "!4xLLH",
     }
     for name, layout in expected.items():
         assert getattr(headers, name).format == layout, name
         assert isinstance(getattr(headers, name), struct.Struct)
-    assert (headers._VLAN_ID_MASK, headers._IPV4_IHL_MASK, headers._IPV4_MORE_FRAGMENTS) == (
+    assert (headers._VLAN_ID_MASK, headers._IPV4_IHL_MASK, headers.IPV4_MORE_FRAGMENTS) == (
         0x0FFF,
         0x0F,
         0x2000,
     )
-    assert (headers._IPV4_FRAGMENT_OFFSET_MASK, headers._IPV6_FRAGMENT_OFFSET_MASK) == (
+    assert (headers.IPV4_FRAGMENT_OFFSET_MASK, headers._IPV6_FRAGMENT_OFFSET_MASK) == (
         0x1FFF,
         0xFFF8,
     )
-    assert (headers._IPV4_VERSION_SHIFT, headers._IPV6_VERSION_SHIFT) == (4, 28)
-    assert (headers._TCP_DATA_OFFSET_SHIFT, headers._TCP_DATA_OFFSET_MASK) == (12, 0x0F)
-    assert headers._TCP_FLAGS_MASK == 0xFF and headers._IPV6_MORE_FRAGMENTS == 1
+    assert (headers.IPV4_VERSION_SHIFT, headers.IPV6_VERSION_SHIFT) == (4, 28)
+    assert (headers.TCP_DATA_OFFSET_SHIFT, headers.TCP_DATA_OFFSET_MASK) == (12, 0x0F)
+    assert headers.TCP_FLAGS_MASK == 0xFF and headers._IPV6_MORE_FRAGMENTS == 1
     assert headers._ARP_ETHERNET_IPV4_KIND == (1, 0x0800, 6, 4)
     assert (
         DEFINITIONS.ethernet.sizeof(),
