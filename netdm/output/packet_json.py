@@ -41,7 +41,12 @@ from netdm.engine.packet_site import (
     software_location,
 )
 from netdm.engine.symbols import SymbolTable, format_address
-from netdm.output.packet_json_headers import FRAGMENT_CACHE_SIZE, HeaderJson, encode_json_string
+from netdm.output.packet_json_headers import (
+    FRAGMENT_CACHE_SIZE,
+    FragmentCaches,
+    HeaderJson,
+    encode_json_string,
+)
 from netdm.proto.events import PacketAlert, RawAttribute
 from netdm.textsafe import replace_invalid_text
 
@@ -206,7 +211,7 @@ def _attributes_json_text(attributes: Iterable[RawAttribute]) -> str:
     return f"[{items}]"
 
 
-class PacketJsonLines:
+class PacketJsonLines(FragmentCaches):
     """:func:`packet_to_json` as compact ASCII JSON text, with its caches bounded.
 
     Each cache maps what a fragment depends on to its text and empties
@@ -216,8 +221,8 @@ class PacketJsonLines:
 
     def __init__(self, max_entries: int = FRAGMENT_CACHE_SIZE) -> None:
         """``max_entries``: how much each cache holds before it empties itself."""
+        super().__init__(max_entries)
         self.headers = HeaderJson(max_entries)
-        self.max_entries = max_entries
         self.kernel_texts: dict[str, str] = {}  # kernel string -> JSON of replace_invalid_text
         self.drop_sites: dict[tuple[Any, ...], tuple[str, str]] = {}
         self.in_ports: dict[tuple[Any, ...], str] = {}
@@ -273,19 +278,13 @@ class PacketJsonLines:
             f'"unknown_attributes":{_attributes_json_text(unknown) if unknown else "[]"}}}{end}'
         )
 
-    def _remember(self, cache: dict[Any, Any], key: Any, value: Any) -> Any:
-        if len(cache) >= self.max_entries:
-            cache.clear()
-        cache[key] = value
-        return value
-
     def _kernel_text(self, text: str | None) -> str:
         """``json.dumps(_text(text))``: undecodable bytes become U+FFFD first."""
         if text is None:
             return "null"
         encoded = self.kernel_texts.get(text)
         if encoded is None:
-            encoded = self._remember(
+            encoded = self.remember(
                 self.kernel_texts, text, encode_json_string(replace_invalid_text(text))
             )
         return encoded
@@ -310,7 +309,7 @@ class PacketJsonLines:
         except TypeError:  # a tzinfo that cannot be hashed: not cached
             parts = _second_json(seconds, tz)
         if parts is None:
-            parts = self._remember(self.seconds, key, _second_json(seconds, tz))
+            parts = self.remember(self.seconds, key, _second_json(seconds, tz))
         return f'{parts[0]}{fraction}{parts[1]},"timestamp_ns":{digits}'
 
     def _drop_site(self, alert: PacketAlert, symbols: SymbolTable | None) -> tuple[str, str]:
@@ -325,7 +324,7 @@ class PacketJsonLines:
         key = (origin, pc, symbol, alert.reason, alert.hw_trap_group_name, alert.hw_trap_name)
         fragments = self.drop_sites.get(key)
         if fragments is None:
-            fragments = self._remember(
+            fragments = self.remember(
                 self.drop_sites, key, self._drop_site_fragments(alert, symbols)
             )
         return fragments
@@ -374,7 +373,7 @@ class PacketJsonLines:
         key = (port.ifindex, name)
         text = self.in_ports.get(key)
         if text is None:
-            text = self._remember(self.in_ports, key, self._in_port_text(port.ifindex, name, ()))
+            text = self.remember(self.in_ports, key, self._in_port_text(port.ifindex, name, ()))
         return text
 
     def _in_port_text(
@@ -386,7 +385,7 @@ class PacketJsonLines:
         )
 
     def _proto(self, proto: int | None) -> str:
-        text: str = self._remember(
+        text: str = self.remember(
             self.protos,
             proto,
             f'"proto":{_number_json(proto)},'

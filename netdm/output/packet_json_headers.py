@@ -57,7 +57,7 @@ from netdm.engine.headers import (
     tcp_flags_text,
 )
 
-__all__ = ["FRAGMENT_CACHE_SIZE", "HeaderJson", "encode_json_string"]
+__all__ = ["FRAGMENT_CACHE_SIZE", "FragmentCaches", "HeaderJson", "encode_json_string"]
 
 FRAGMENT_CACHE_SIZE = 4096
 encode_json_string = json.encoder.encode_basestring_ascii  # what json.dumps uses, in C
@@ -100,12 +100,27 @@ def _number_json(value: int | None) -> str:
     return "null" if value is None else str(value)
 
 
-class HeaderJson:
-    """The headers' JSON text, from :class:`PacketHeaders` or from the payload's bytes."""
+class FragmentCaches:
+    """Caches of JSON fragments that empty themselves when full."""
 
     def __init__(self, max_entries: int = FRAGMENT_CACHE_SIZE) -> None:
         """``max_entries``: how much each cache holds before it empties itself."""
         self.max_entries = max_entries
+
+    def remember(self, cache: dict[Any, Any], key: Any, value: Any) -> Any:
+        """Store ``value`` under ``key``, first emptying a full ``cache``; return ``value``."""
+        if len(cache) >= self.max_entries:
+            cache.clear()
+        cache[key] = value
+        return value
+
+
+class HeaderJson(FragmentCaches):
+    """The headers' JSON text, from :class:`PacketHeaders` or from the payload's bytes."""
+
+    def __init__(self, max_entries: int = FRAGMENT_CACHE_SIZE) -> None:
+        """``max_entries``: how much each cache holds before it empties itself."""
+        super().__init__(max_entries)
         self.texts: dict[str, str] = {}  # a string (as it is) -> its JSON form
         self.heads: dict[tuple[Any, ...], str] = {}  # link and layer-3 fields -> their JSON
         # (MACs, addresses, TTL, protocol) -> "link" to "ttl".  IPv4 and IPv6 keys differ in
@@ -118,13 +133,6 @@ class HeaderJson:
     def caches(self) -> list[dict[Any, str]]:
         """Every cache, for tests of their bounds."""
         return [self.texts, self.heads, self.fast_heads, self.icmp_tails, self.tcp_flags]
-
-    def remember(self, cache: dict[Any, Any], key: Any, value: Any) -> Any:
-        """Store ``value`` under ``key``, first emptying a full ``cache``; return ``value``."""
-        if len(cache) >= self.max_entries:
-            cache.clear()
-        cache[key] = value
-        return value
 
     def json_text(self, text: str | None) -> str:
         """``json.dumps(text)`` (ASCII): ``null``, or the quoted, escaped string."""
