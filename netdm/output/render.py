@@ -75,12 +75,14 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone, tzinfo
-from typing import Any, Literal, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TextIO
 
 from netdm.engine.aggregate import DropCount, IntervalSummary, LossCounts
 from netdm.engine.symbols import RX_DROPPED_LABEL, SymbolTable, format_address
-from netdm.output.packet_printer import PACKET_FLUSH_SECONDS, PacketPrinter
 from netdm.textsafe import escape_for_terminal, replace_invalid_text
+
+if TYPE_CHECKING:  # at run time through __getattr__, below
+    from netdm.output.packet_printer import PACKET_FLUSH_SECONDS, PacketPrinter
 
 __all__ = [
     "BANNER",
@@ -457,3 +459,18 @@ def make_renderer(
         return JsonRenderer(out, symbols)
     return TextRenderer(out, symbols, verbose=verbose, err=err)
 
+
+_PACKET_PRINTER_NAMES = frozenset({"PACKET_FLUSH_SECONDS", "PacketPrinter"})
+
+
+def __getattr__(name: str) -> Any:
+    """``PacketPrinter`` and ``PACKET_FLUSH_SECONDS``, from :mod:`netdm.output.packet_printer`.
+
+    Imported on first use, so that summaries (which import this module) do not
+    load the packet views and the header decoder.
+    """
+    if name in _PACKET_PRINTER_NAMES:
+        from netdm.output import packet_printer
+
+        return getattr(packet_printer, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
