@@ -17,5 +17,9 @@ pass the time each datagram was received.
   tracepoint source.
 * :mod:`netdm.engine.aggregate`: alerts into fixed windows keyed by drop site.
 * :mod:`netdm.engine.symbols`: kernel addresses to ``symbol+offset [module]``.
-* :mod:`netdm.engine.headers`: the headers inside a dropped packet's payload.
+* :mod:`netdm.engine.headers`: the headers inside a dropped packet's payload,
+  decoded with layouts derived from :mod:`netdm.engine.header_definitions`
+  (construct) into :mod:`netdm.engine.header_names`' ``PacketHeaders``.
+* :mod:`netdm.engine.packet_site`, :mod:`netdm.engine.packet_filter`: a
+  dropped packet's site and interface, and which packets to show.
 """

@@ -7,7 +7,10 @@ symbols, interface names, reasons, payloads) is escaped here, through
 :mod:`netdm.textsafe`, before it reaches a terminal.
 
 * :mod:`netdm.output.render`: dropwatch-style summaries and JSON lines.
-* :mod:`netdm.output.packets`: one line or JSON object per dropped packet,
-  client-side packet filters, the dropped packets as a pcap.
+* :mod:`netdm.output.packet_line`, :mod:`netdm.output.packet_verbose`,
+  :mod:`netdm.output.packet_json` (with :mod:`netdm.output.packet_json_headers`):
+  one line, a verbose block or one JSON object per dropped packet;
+  :mod:`netdm.output.packet_printer` prints them; :mod:`netdm.output.packets`
+  gathers their names.
 * :mod:`netdm.output.exporter`: interval summaries as Prometheus metrics.
 """

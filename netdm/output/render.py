@@ -75,12 +75,14 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone, tzinfo
-from typing import Any, Literal, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TextIO
 
 from netdm.engine.aggregate import DropCount, IntervalSummary, LossCounts
 from netdm.engine.symbols import RX_DROPPED_LABEL, SymbolTable, format_address
-from netdm.proto.events import PacketAlert
 from netdm.textsafe import escape_for_terminal, replace_invalid_text
+
+if TYPE_CHECKING:  # at run time through __getattr__, below
+    from netdm.output.packet_printer import PACKET_FLUSH_SECONDS, PacketPrinter
 
 __all__ = [
     "BANNER",
@@ -88,8 +90,10 @@ __all__ = [
     "CLOSING_LINE",
     "JSON_SCHEMA_VERSION",
     "NET_DM_SOURCE",
+    "PACKET_FLUSH_SECONDS",
     "DropSource",
     "JsonRenderer",
+    "PacketPrinter",
     "Renderer",
     "RunTotalsView",
     "TextRenderer",
@@ -163,9 +167,6 @@ class Renderer(Protocol):
 
     def stop(self, totals: RunTotalsView | None = None) -> None: ...
 
-
-# Packet lines are flushed at most this often, not one write per line.
-PACKET_FLUSH_SECONDS = 0.2
 
 
 def local_time(epoch: float) -> str:
@@ -459,64 +460,17 @@ def make_renderer(
     return TextRenderer(out, symbols, verbose=verbose, err=err)
 
 
-class PacketPrinter:
-    """Packet mode: one line (or a block, with ``verbose``) or one JSON object per drop.
+_PACKET_PRINTER_NAMES = frozenset({"PACKET_FLUSH_SECONDS", "PacketPrinter"})
 
-    Output is flushed at most every :data:`PACKET_FLUSH_SECONDS`, not per line:
-    a drop storm brings tens of thousands of lines a second.
+
+def __getattr__(name: str) -> Any:
+    """``PacketPrinter`` and ``PACKET_FLUSH_SECONDS``, from :mod:`netdm.output.packet_printer`.
+
+    Imported on first use, so that summaries (which import this module) do not
+    load the packet views and the header decoder.
     """
+    if name in _PACKET_PRINTER_NAMES:
+        from netdm.output import packet_printer
 
-    def __init__(
-        self,
-        out: TextIO,
-        symbols: SymbolTable,
-        *,
-        json_lines: bool = False,
-        verbose: bool = False,
-        nanoseconds: bool = False,
-        payload_encoding: Literal["hex", "base64"] = "hex",
-        resolve_ifname: Callable[[int], str | None] | None = None,
-    ) -> None:
-        from netdm.output import packets
-
-        self._out = out
-        self._symbols = symbols
-        self._json = json_lines
-        self._verbose = verbose
-        self._nanoseconds = nanoseconds
-        self._payload_encoding = payload_encoding
-        self._resolve_ifname = resolve_ifname
-        self._packets = packets
-        self._last_flush = time.monotonic()
-        # The JSON line writer (newline included) with this printer's options bound once.
-        self._json_line = packets.packet_json_writer(
-            resolve_ifname=resolve_ifname, symbols=symbols, payload_encoding=payload_encoding
-        )
-
-    def packet(self, alert: PacketAlert) -> None:
-        """Print ``alert``; every kernel-provided string is escaped by netdm.output.packets."""
-        if self._json:
-            line = self._json_line(alert)  # with its newline
-        elif self._verbose:
-            text = "\n".join(
-                self._packets.format_packet_verbose(
-                    alert,
-                    resolve_ifname=self._resolve_ifname,
-                    symbols=self._symbols,
-                    nanoseconds=self._nanoseconds,
-                )
-            )
-            line = text + "\n"
-        else:
-            text = self._packets.format_packet_line(
-                alert,
-                resolve_ifname=self._resolve_ifname,
-                symbols=self._symbols,
-                nanoseconds=self._nanoseconds,
-            )
-            line = text + "\n"
-        self._out.write(line)
-        now = time.monotonic()
-        if now - self._last_flush >= PACKET_FLUSH_SECONDS:
-            self._out.flush()
-            self._last_flush = now
+        return getattr(packet_printer, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -29,7 +29,7 @@ Three targets, each input going to one of them:
   are rendered (line, verbose, JSON), which must not raise, must be terminal
   safe, and whose JSON must equal ``json.dumps`` of :func:`packet_to_json`.
 * ``headers``: :func:`netdm.engine.headers.describe_packet` never raises; a sample
-  must equal :func:`~netdm.engine.headers.describe_packet_reference` and render.
+  must agree with construct parsing (``tests/engine/construct_oracle.py``) and render.
 * ``capture``: :class:`netdm.capture.CaptureReader` over a mutated pcapng or
   pcap file gives records or raises :class:`~netdm.capture.CaptureError`,
   nothing else; the fast path equals the general one (``_fast=False``), in
@@ -89,7 +89,7 @@ from netdm.capture import (  # noqa: E402
     read_symbols,
 )
 from netdm.capture.read import MAX_PROBLEMS_KEPT  # noqa: E402
-from netdm.engine.headers import PacketHeaders, describe_packet, describe_packet_reference  # noqa: E402
+from netdm.engine.headers import PacketHeaders, describe_packet  # noqa: E402
 from netdm.engine.symbols import SymbolTable  # noqa: E402
 from netdm.errors import NetdmError  # noqa: E402
 from netdm.output import packets  # noqa: E402
@@ -109,6 +109,7 @@ from netdm.proto import (  # noqa: E402
 )
 from netdm.proto.alert_cache import PacketAlertDecoder  # noqa: E402
 from netdm.proto.sites import DropSite, DropSiteScanner, scan_drop_sites  # noqa: E402
+from tests.engine.construct_oracle import check_with_construct  # noqa: E402
 
 FULL_INPUTS = 1_000_000
 QUICK_INPUTS = 20_000
@@ -959,8 +960,12 @@ class HeadersTarget:
         headers = describe_packet(proto, payload)
         expect(isinstance(headers, PacketHeaders), "contract", "describe_packet gave no headers")
         if index % self.reference_every == 0:
-            reference = describe_packet_reference(proto, payload)
-            expect(headers == reference, "disagreement", lambda: f"{headers} != {reference}")
+            try:
+                check_with_construct(proto, payload, headers)
+                problem = None
+            except AssertionError as error:
+                problem = repr(error.args)
+            expect(problem is None, "disagreement", lambda: f"{headers}: {problem}")
             self.sub["reference"] += 1
         if index % self.render_every == 0:
             alert = random_alert(rng, [(proto, payload)])

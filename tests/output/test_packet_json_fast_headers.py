@@ -2,9 +2,10 @@
 
 Strategy: for the common packets of a storm (Ethernet, IPv4 without options or
 IPv6 without extension headers, then a whole UDP, TCP, ICMP or ICMPv6 header)
-``packets._payload_headers_json`` reads the payload with one ``struct`` unpack
-and writes the headers' JSON from a cache keyed by the bytes the link and
-layer-3 fields are made of, without building a ``PacketHeaders``.  Its
+``HeaderJson.of_payload`` (``netdm.output.packet_json_headers``) reads the
+payload with one ``struct`` unpack and writes the headers' JSON from a cache
+keyed by the bytes the link and layer-3 fields are made of, without building a
+``PacketHeaders``.  Its
 contract: exactly ``json.dumps(headers_to_json(describe_packet(proto,
 payload)))``, for any ``proto`` and payload.  So the tests generate frames on
 the fast path and just beside it (another IHL or version, a fragment bit, a
@@ -32,18 +33,26 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from test_headers import frames as general_frames
-from test_headers import tcp_headers
-from test_packets import SYMBOLS, UDP_ALERT, alerts, reference_json_line, software_alert
 
 from netdm.engine.aggregate import IntervalAggregator
-from netdm.engine.headers import describe_packet, describe_packet_reference
+from netdm.engine.headers import describe_packet
 from netdm.engine.symbols import SymbolTable
-from netdm.output import packets
+from netdm.output import packet_json, packet_json_headers
+from netdm.output.packet_json_headers import HeaderJson
 from netdm.output.packets import headers_to_json, packet_json_line, packet_json_writer
 from netdm.output.render import PacketPrinter
 from netdm.proto.decode import DropSite
 from netdm.proto.events import PacketAlert
+from tests.engine.construct_oracle import check_with_construct
+from tests.engine.test_headers import frames as general_frames
+from tests.engine.test_headers import tcp_headers
+from tests.output.test_packets import (
+    SYMBOLS,
+    UDP_ALERT,
+    alerts,
+    reference_json_line,
+    software_alert,
+)
 
 
 def _budget(examples: int) -> settings:
@@ -60,10 +69,16 @@ def reference_headers_json(proto: int | None, payload: bytes | None) -> str:
     return json.dumps(headers_to_json(headers), ensure_ascii=True, separators=(",", ":"))
 
 
-def assert_fast_equal(proto: int | None, payload: bytes | None) -> None:
+# The header writer of packet_json_line and of every packet_json_writer.
+SHARED = packet_json.SHARED_LINES.headers
+
+
+def assert_fast_equal(
+    proto: int | None, payload: bytes | None, fast: HeaderJson = SHARED
+) -> None:
     expected = reference_headers_json(proto, payload)
-    assert packets._payload_headers_json(proto, payload) == expected, (proto, payload)
-    assert packets._payload_headers_json(proto, payload) == expected  # again, from the caches
+    assert fast.of_payload(proto, payload) == expected, (proto, payload)
+    assert fast.of_payload(proto, payload) == expected  # again, from the caches
 
 
 # --------------------------------------------------------------------------- frames
@@ -183,10 +198,8 @@ def test_json_line_with_fast_headers_is_json_dumps(
     alert = replace(UDP_ALERT, proto=proto, payload=payload, orig_len=len(payload or b""))
     expected = reference_json_line(alert, payload_encoding=encoding)
     assert packet_json_line(alert, payload_encoding=encoding) == expected  # type: ignore[arg-type]
-    # The headers the decoder itself builds agree with the reference decoder's.
-    assert describe_packet(proto, payload or b"") == describe_packet_reference(
-        proto, payload or b""
-    )
+    # The headers the decoder itself builds agree with construct parsing of the payload.
+    check_with_construct(proto, payload or b"", describe_packet(proto, payload or b""))
 
 
 # --------------------------------------------------------------------------- real storm packets
@@ -236,7 +249,7 @@ def test_each_byte_of_a_storm_packet_changed_after_caching(name: str) -> None:
     """A look-alike differs from a cached packet in one byte: in a key, a value, a check."""
     proto, text = STORM_FRAMES[name]
     frame = bytes.fromhex(text)
-    assert packets._payload_headers_json(proto, frame) == reference_headers_json(proto, frame)
+    assert SHARED.of_payload(proto, frame) == reference_headers_json(proto, frame)
     for index in range(len(frame)):
         for value in {0, 1, 0x45, 0x80, 0xFF, frame[index] ^ 0x01, frame[index] ^ 0x10}:
             changed = frame[:index] + bytes([value]) + frame[index + 1 :]
@@ -256,19 +269,15 @@ def test_storm_frames_take_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> Non
 
     for proto, text in STORM_FRAMES.values():
         frame = bytes.fromhex(text)
-        packets._payload_headers_json(proto, frame)  # cached
+        SHARED.of_payload(proto, frame)  # cached
         with monkeypatch.context() as patch:
-            patch.setattr(packets, "describe_packet", no_general_path)
-            assert packets._payload_headers_json(proto, frame) == reference_headers_json(
-                proto, frame
-            )
+            patch.setattr(packet_json_headers, "describe_packet", no_general_path)
+            assert SHARED.of_payload(proto, frame) == reference_headers_json(proto, frame)
 
 
-def test_fast_header_caches_stay_bounded_and_right(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(packets, "_FRAGMENT_CACHE_SIZE", 16)
-    caches = [packets._FAST_HEADS, packets._ICMP_TAILS, packets._TCP_FLAGS_JSON]
-    for cache in caches:
-        cache.clear()  # filled by the tests before, under the real bound
+def test_fast_header_caches_stay_bounded_and_right() -> None:
+    small = HeaderJson(max_entries=16)
+    caches = [small.fast_heads, small.icmp_tails, small.tcp_flags, small.heads, small.texts]
     for index in range(200):
         for proto, text in STORM_FRAMES.values():
             frame = bytearray.fromhex(text)
@@ -278,7 +287,7 @@ def test_fast_header_caches_stay_bounded_and_right(monkeypatch: pytest.MonkeyPat
             frame[l4] = index % 256  # the ICMP type (a new tail), or a port
             if l4 + 13 < len(frame):
                 frame[l4 + 13] = index % 256  # the TCP flags, or data
-            assert_fast_equal(proto, bytes(frame))
+            assert_fast_equal(proto, bytes(frame), small)
         assert all(len(cache) <= 16 for cache in caches)
 
 

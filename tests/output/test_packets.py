@@ -24,11 +24,10 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_headers import DEFINITIONS, UDP_LOOPBACK, ipv4, ipv6, udp
 
 from netdm.engine.headers import PacketHeaders, describe_packet
 from netdm.engine.symbols import SymbolTable
-from netdm.output import packets
+from netdm.output import packet_json
 from netdm.output.packets import (
     LINKTYPE_LINUX_SLL2,
     PacketFilter,
@@ -45,6 +44,7 @@ from netdm.output.packets import (
     sll2_frame,
 )
 from netdm.proto.events import InPort, PacketAlert, RawAttribute
+from tests.engine.test_headers import DEFINITIONS, UDP_LOOPBACK, ipv4, ipv6, udp
 
 UTC = timezone.utc
 DROP_TIME_NS = 1605572811_123456789  # 2020-11-17 00:26:51.123456789 UTC
@@ -640,7 +640,8 @@ def test_json_line_of_every_truncation_and_of_look_alikes(frame: bytes) -> None:
 
 def test_json_line_caches_stay_bounded_and_right() -> None:
     """More distinct sites, names, protocols and seconds than the caches hold."""
-    for index in range(3 * packets._FRAGMENT_CACHE_SIZE):
+    shared = packet_json.SHARED_LINES  # the caches of packet_json_line
+    for index in range(3 * shared.max_entries):
         alert = software_alert(
             UDP_LOOPBACK,
             index % 0x10000,
@@ -654,14 +655,15 @@ def test_json_line_caches_stay_bounded_and_right() -> None:
         else:
             packet_json_line(alert)
     caches = [
-        packets._JSON_TEXTS,
-        packets._KERNEL_JSON_TEXTS,
-        packets._DROP_SITES,
-        packets._IN_PORTS,
-        packets._PROTOS,
-        packets._SECONDS,
+        shared.headers.texts,
+        shared.kernel_texts,
+        shared.drop_sites,
+        shared.in_ports,
+        shared.protos,
+        shared.seconds,
     ]
-    assert all(len(cache) <= packets._FRAGMENT_CACHE_SIZE for cache in caches)
+    assert all(len(cache) <= shared.max_entries for cache in shared.caches())
+    assert all(len(cache) <= shared.max_entries for cache in caches)
 
 
 def test_json_line_names_a_pc_by_the_symbol_table_of_each_call() -> None:
