@@ -29,12 +29,12 @@ from netdm.capture import (
     CaptureReader,
     CaptureRecord,
     CaptureWriter,
-    formats,
     read_capture,
     read_symbols,
     schema,
 )
 from netdm.capture.formats import ByteOrder, CaptureFormat
+from netdm.capture.layouts import LAYOUTS
 from netdm.proto import (
     DropPoint,
     FamilyInfo,
@@ -1134,7 +1134,7 @@ def test_construct_built_blocks_read_as_the_definition_says(
 
 def test_struct_layouts_have_the_sizes_of_the_definitions() -> None:
     for order in (LE, BE):
-        layouts = formats.LAYOUTS[order]
+        layouts = LAYOUTS[order]
         assert layouts.pcap_file_header.size == schema.pcap_file_header(order).sizeof()
         assert layouts.pcap_record.size == 16
         assert layouts.pcap_record_cooked.size == 16 + schema.COOKED_HEADER.sizeof()
