@@ -339,29 +339,21 @@ def test_the_netdm_epb_tail_is_an_option_an_end_of_options_and_the_trailing_leng
     assert LAYOUTS[order].epb_netdm_tail.unpack(tail) == (code, 4, flags, end_code, 0, trailing)
 
 
+EMPTY_PACKET = {
+    "interface_id": 0,
+    "timestamp_high": 0,
+    "timestamp_low": 0,
+    "captured_length": 0,
+    "original_length": 0,
+    "packet_data": b"",
+    "options": [],
+}
 SMALLEST_BODIES: dict[int, dict[str, Any]] = {
     BLOCK_SHB: {"major_version": 1, "minor_version": 0, "section_length": -1, "options": []},
     BLOCK_IDB: {"linktype": 253, "reserved": 0, "snaplen": 0, "options": []},
-    BLOCK_EPB: {
-        "interface_id": 0,
-        "timestamp_high": 0,
-        "timestamp_low": 0,
-        "captured_length": 0,
-        "original_length": 0,
-        "packet_data": b"",
-        "options": [],
-    },
+    BLOCK_EPB: EMPTY_PACKET,
     BLOCK_SPB: {"original_length": 0, "packet_data_padded": b""},
-    BLOCK_PB: {
-        "interface_id": 0,
-        "drops_count": 0,
-        "timestamp_high": 0,
-        "timestamp_low": 0,
-        "captured_length": 0,
-        "original_length": 0,
-        "packet_data": b"",
-        "options": [],
-    },
+    BLOCK_PB: {**EMPTY_PACKET, "drops_count": 0},
     BLOCK_ISB: {"interface_id": 0, "timestamp_high": 0, "timestamp_low": 0, "options": []},
 }
 
