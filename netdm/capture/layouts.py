@@ -159,6 +159,7 @@ class Layouts:
         "byte_order_magic_offset",
         "pcap_file_header_len",
         "pcap_linktype_offset",
+        "pcap_version_offset",
         "pcap_record_header_len",
         "cooked_header_len",
         "idb_linktype_offset",
@@ -229,6 +230,7 @@ class Layouts:
         }
         self.pcap_file_header_len = pcap_header.size()
         self.pcap_linktype_offset = pcap_header.offset_of("linktype")
+        self.pcap_version_offset = pcap_header.offset_of("version_major")
         self.pcap_record_header_len = record.size()
         self.cooked_header_len = cooked.size()
         self.idb_linktype_offset = header.size() + bodies[BLOCK_IDB].offset_of("linktype")

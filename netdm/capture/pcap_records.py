@@ -47,8 +47,11 @@ class PcapRecords(ReaderBase):
             )
         _, major, minor, _, _, snaplen, linktype_field = layouts.pcap_file_header.unpack_from(head)
         if major != 2:
+            field_offset = layouts.pcap_version_offset
             raise self._error(
-                4, f"has pcap version {major}.{minor} at offset 4; netdm reads version 2.x"
+                field_offset,
+                f"has pcap version {major}.{minor} at offset {field_offset}; "
+                "netdm reads version 2.x",
             )
         linktype = linktype_field & 0x0FFFFFFF  # the top bits carry FCS information
         if linktype != LINKTYPE_NETLINK:

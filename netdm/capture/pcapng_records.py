@@ -14,7 +14,8 @@ layouts come from :mod:`netdm.capture.layouts` (derived from the schema).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from netdm.capture.damage import a_or_an
 from netdm.capture.formats import (
@@ -35,6 +36,24 @@ from netdm.capture.formats import (
 from netdm.capture.info import CaptureInfo
 from netdm.capture.pcapng_blocks import PcapngBlocks, Section, parse_options
 from netdm.capture.records import CaptureRecord
+
+_Unpack = Callable[[bytes, int], tuple[Any, ...]]
+
+
+def _walk_state(
+    section: Section,
+) -> tuple[_Unpack, _Unpack, _Unpack, _Unpack, list[tuple[bool, int, int, int, int]], int, bool]:
+    """What the block loop keeps in locals for a section: its unpackers and interfaces."""
+    layouts = section.layouts
+    return (
+        layouts.block_header.unpack_from,
+        layouts.epb_head_cooked.unpack_from,
+        layouts.epb_netdm_tail.unpack_from,
+        layouts.u32.unpack_from,
+        section.interfaces,
+        section.request_index,
+        section.info.byte_order == "little",  # the pseudo-header's protocol needs a swap
+    )
 
 
 class PcapngRecords(PcapngBlocks):
@@ -87,11 +106,10 @@ class PcapngRecords(PcapngBlocks):
         packets = self._packets
         fast = self._fast and packets
         new = tuple.__new__
+        block_header, epb_head, netdm_tail, u32, interfaces, request_index, swap = _walk_state(
+            section
+        )
         layouts = section.layouts
-        block_header = layouts.block_header.unpack_from
-        epb_head = layouts.epb_head_cooked.unpack_from
-        netdm_tail = layouts.epb_netdm_tail.unpack_from
-        u32 = layouts.u32.unpack_from
         # Sizes and offsets (the same in either byte order), as locals of the loop.
         block_min_len = layouts.block_min_len
         epb = layouts.shapes[BLOCK_EPB]
@@ -103,9 +121,6 @@ class PcapngRecords(PcapngBlocks):
         flags_size = layouts.u32.size
         # netdm's options: epb_flags and opt_endofopt, the tail without the trailing length.
         netdm_options_len = layouts.epb_netdm_tail.size - layouts.u32.size
-        interfaces = section.interfaces
-        request_index = section.request_index
-        swap = section.info.byte_order == "little"
         last_ns = 0
         current_id = -1  # the interface whose clock and limits are in the locals below
         is_netlink, limit, multiplier, divisor, offset_ns = False, 0, 1, 1, 0
@@ -197,14 +212,9 @@ class PcapngRecords(PcapngBlocks):
                     return
                 section = new_section
                 self.info.sections.append(section.info)
-                layouts = section.layouts
-                block_header = layouts.block_header.unpack_from
-                epb_head = layouts.epb_head_cooked.unpack_from
-                netdm_tail = layouts.epb_netdm_tail.unpack_from
-                u32 = layouts.u32.unpack_from
-                interfaces = section.interfaces
-                request_index = section.request_index
-                swap = section.info.byte_order == "little"
+                block_header, epb_head, netdm_tail, u32, interfaces, request_index, swap = (
+                    _walk_state(section)
+                )
                 last_ns = 0
                 current_id = -1
                 continue

@@ -380,6 +380,7 @@ def test_block_sizes_and_offsets_are_the_definitions() -> None:
         pcap_header = fixed_prefix(schema.pcap_file_header(order))
         assert layouts.pcap_file_header_len == pcap_header.sizeof()
         assert layouts.pcap_linktype_offset == pcap_header.sizeof() - 4  # its last field
+        assert layouts.pcap_version_offset == 4  # after the magic
         assert layouts.pcap_record_header_len == fixed_prefix(schema.pcap_record(order)).sizeof()
         assert layouts.cooked_header_len == schema.COOKED_HEADER.sizeof()
         assert layouts.option_header_len == fixed_prefix(schema.option(order)).sizeof()
