@@ -27,8 +27,7 @@ from netdm.capture.formats import (
 )
 from netdm.capture.info import CaptureInfo, read_side_file
 from netdm.capture.layouts import LAYOUTS, Layouts
-from netdm.capture.pcapng_blocks import outgoing_of
-from netdm.capture.records import CaptureRecord
+from netdm.capture.records import CaptureRecord, outgoing_of
 from netdm.capture.window import NS_PER_SECOND, PCAP_MAGICS
 
 

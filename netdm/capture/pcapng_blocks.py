@@ -21,9 +21,6 @@ from netdm.capture.formats import (
     BLOCK_SHB,
     BLOCK_SPB,
     EPB_FLAGS,
-    EPB_FLAGS_DIRECTION_MASK,
-    EPB_FLAGS_INBOUND,
-    EPB_FLAGS_OUTBOUND,
     IF_DESCRIPTION,
     IF_HARDWARE,
     IF_NAME,
@@ -34,10 +31,8 @@ from netdm.capture.formats import (
     LINKTYPE_NETLINK,
     LINKTYPE_USER0,
     MAX_SNAPLEN,
-    NLMSG_HDRLEN,
     OPT_COMMENT,
     OPT_ENDOFOPT,
-    PACKET_HOST,
     RECORD_TRACEPOINT,
     RECORD_TRACEPOINT_LOST,
     SHB_HARDWARE,
@@ -48,7 +43,7 @@ from netdm.capture.formats import (
 )
 from netdm.capture.info import InterfaceInfo, SectionInfo, tracepoint_format_of
 from netdm.capture.layouts import LAYOUTS, BlockShape, Layouts
-from netdm.capture.records import CaptureRecord
+from netdm.capture.records import CaptureRecord, outgoing_of
 from netdm.capture.window import BYTE_ORDER_MAGICS, NS_PER_SECOND
 
 # The options whose value is text, by block: option code → attribute (opt_comment collects).
@@ -59,8 +54,6 @@ IDB_TEXT_OPTIONS = {
     IF_OS: "os",
     IF_HARDWARE: "hardware",
 }
-# How a writer marks a record's direction in the obsolete Packet Block / EPB flags.
-_DIRECTION = {EPB_FLAGS_INBOUND: False, EPB_FLAGS_OUTBOUND: True}
 
 
 def _text(value: bytes) -> str:
@@ -138,18 +131,6 @@ def interface_clock(interface: InterfaceInfo) -> tuple[int, int, int]:
     else:
         multiplier, divisor = NS_PER_SECOND, ticks
     return multiplier, divisor, interface.tsoffset_seconds * NS_PER_SECOND
-
-
-def outgoing_of(flags: int | None, pkttype: int, data: bytes, request_index: int) -> bool | None:
-    """A record's direction: epb_flags, else the pkttype, else the NLM_F_REQUEST flag."""
-    direction = (flags or 0) & EPB_FLAGS_DIRECTION_MASK
-    if direction in _DIRECTION:
-        return _DIRECTION[direction]
-    if pkttype == PACKET_HOST:
-        return False
-    if len(data) >= NLMSG_HDRLEN:
-        return bool(data[request_index] & 1)
-    return None
 
 
 class PcapngBlocks(ReaderBase):

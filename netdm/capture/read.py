@@ -129,7 +129,6 @@ class CaptureReader(PcapRecords, PcapngRecords):
     ) -> None:
         self.close()
 
-    # ----------------------------------------------------------------------- errors
     # ----------------------------------------------------------------------- header
 
     def _read_header(self) -> tuple[CaptureInfo, Iterator[CaptureRecord]]:

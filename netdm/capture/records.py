@@ -1,10 +1,20 @@
-"""What the reader gives: one captured netlink datagram as a :class:`CaptureRecord`."""
+"""What the reader gives: a captured netlink datagram (:class:`CaptureRecord`), its direction."""
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
-from netdm.capture.formats import NLMSG_HDRLEN, ByteOrder
+from netdm.capture.formats import (
+    EPB_FLAGS_DIRECTION_MASK,
+    EPB_FLAGS_INBOUND,
+    EPB_FLAGS_OUTBOUND,
+    NLMSG_HDRLEN,
+    PACKET_HOST,
+    ByteOrder,
+)
+
+# How a writer marks a record's direction in the obsolete Packet Block / EPB flags.
+_DIRECTION = {EPB_FLAGS_INBOUND: False, EPB_FLAGS_OUTBOUND: True}
 
 
 class CaptureRecord(NamedTuple):
@@ -59,3 +69,15 @@ def _netlink_overruns(data: bytes) -> bool:
             return True
         position += (length + 3) & ~3
     return size - position > 0  # a piece of a header
+
+
+def outgoing_of(flags: int | None, pkttype: int, data: bytes, request_index: int) -> bool | None:
+    """A record's direction: epb_flags, else the pkttype, else the NLM_F_REQUEST flag."""
+    direction = (flags or 0) & EPB_FLAGS_DIRECTION_MASK
+    if direction in _DIRECTION:
+        return _DIRECTION[direction]
+    if pkttype == PACKET_HOST:
+        return False
+    if len(data) >= NLMSG_HDRLEN:
+        return bool(data[request_index] & 1)
+    return None
