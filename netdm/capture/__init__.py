@@ -13,14 +13,20 @@ they, dwdump and ``tcpdump -i nlmon0`` write.
   classic pcap on request; one ``write()`` per record on a buffered file.
 * :mod:`netdm.capture.read`: :func:`read_capture` / :class:`CaptureReader`,
   classic pcap (both byte orders, micro- and nanoseconds) and pcapng (both
-  byte orders, several sections and interfaces); :func:`read_symbols`.
+  byte orders, several sections and interfaces); :func:`read_symbols`.  Its
+  rooms: ``pcap_records`` and ``pcapng_records`` (the record loops),
+  ``pcapng_blocks`` (blocks and options), ``records`` and ``info`` (what it
+  gives), ``window`` (the buffer), ``damage`` (the error sentences).
 * :mod:`netdm.capture.schema`: the construct definition of every structure;
-  :mod:`netdm.capture.formats`: the numbers and the fast ``struct`` twins.
+  :mod:`netdm.capture.formats`: the numbers (magics, codes, link types);
+  :mod:`netdm.capture.layouts`: the ``struct`` layouts, sizes and offsets,
+  derived from the schema.
 * :class:`CaptureError`: the one error, a sentence with file and offset.
 
-Nothing here imports construct or pyroute2 (only ``schema`` imports
-construct, and only the tests import ``schema``).  docs/captures.md explains
-the format choices, the symbol blocks and the library decision.
+Importing this package loads neither construct nor pyroute2: ``layouts``
+imports ``schema`` (and so construct) when the first capture is opened or
+written, not before.  docs/captures.md explains the format choices, the
+symbol blocks and the library decision.
 """
 
 from __future__ import annotations

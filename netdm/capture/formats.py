@@ -1,20 +1,18 @@
-"""Numbers of the pcap and pcapng formats, and the ``struct`` layouts of the fast paths.
+"""Numbers of the pcap and pcapng formats: magics, block types, option codes, link types.
 
 Strategy: every number here is quoted from its specification, so a grep
 finds it: the pcap file format (draft-ietf-opsawg-pcap, libpcap's
 ``pcap/pcap.h``), the pcapng format (draft-ietf-opsawg-pcapng), and
 tcpdump.org's ``LINKTYPE_NETLINK`` page for the 16-byte cooked pseudo-header.
 The *definitions* of the structures are the construct declarations in
-:mod:`netdm.capture.schema`; the ``struct`` formats below are their fast
-twins, and ``tests/capture/test_capture.py`` proves each pair equal.  The reader and
-writer import only this module, so ``import netdm.capture`` costs no
-construct import.
+:mod:`netdm.capture.schema`; their sizes, offsets and ``struct`` layouts are
+derived from them in :mod:`netdm.capture.layouts`, not written here.  This
+module imports nothing, so ``import netdm.capture`` costs no construct import.
 """
 
 from __future__ import annotations
 
-import struct
-from typing import Literal
+from typing import Any, Literal
 
 ByteOrder = Literal["little", "big"]
 CaptureFormat = Literal["pcap", "pcapng"]
@@ -23,9 +21,6 @@ CaptureFormat = Literal["pcap", "pcapng"]
 PCAP_MAGIC_MICROSECONDS = 0xA1B2C3D4
 PCAP_MAGIC_NANOSECONDS = 0xA1B23C4D
 PCAP_VERSION = (2, 4)
-PCAP_FILE_HEADER_LEN = 24
-PCAP_RECORD_HEADER_LEN = 16
-PCAP_LINKTYPE_OFFSET = 20  # the LinkType field of the file header
 
 # --------------------------------------------------------------------------- pcapng
 BLOCK_SHB = 0x0A0D0D0A  # Section Header Block (palindromic: readable in either order)
@@ -40,17 +35,6 @@ BLOCK_CB_COPY = 0x00000BAD  # Custom Block, may be copied
 BLOCK_CB_NOCOPY = 0x40000BAD  # Custom Block, must not be copied
 BYTE_ORDER_MAGIC = 0x1A2B3C4D
 PCAPNG_VERSION = (1, 0)
-BLOCK_HEADER_LEN = 8  # type, total length
-BLOCK_MIN_LEN = 12  # type, total length, trailing total length
-SHB_MIN_LEN = 28
-IDB_MIN_LEN = 20
-EPB_MIN_LEN = 32
-SPB_MIN_LEN = 16
-PB_MIN_LEN = 32
-ISB_MIN_LEN = 24
-EPB_DATA_OFFSET = 28  # from the start of the block
-SPB_DATA_OFFSET = 12
-PB_DATA_OFFSET = 28
 SECTION_LENGTH_UNKNOWN = -1
 
 # Option codes.  Codes 0 and 1 are common to every block.
@@ -85,7 +69,6 @@ ARPHRD_NETLINK = 824
 NETLINK_GENERIC = 16
 PACKET_HOST = 0  # sll_pkttype "to us": netdm's mark for what it received
 PACKET_OUTGOING = 4  # "by us": netdm's mark for what it sent; libpcap on nlmon marks everything so
-COOKED_HEADER_LEN = 16
 NLMSG_HDRLEN = 16
 NLM_F_REQUEST = 0x1
 
@@ -157,61 +140,41 @@ def block_name(block_type: int) -> str:
     return BLOCK_NAMES.get(block_type, f"block of type 0x{block_type:08x}")
 
 
-def prefix(order: ByteOrder) -> str:
-    """The ``struct`` byte-order prefix."""
-    return "<" if order == "little" else ">"
+# Sizes, offsets and layouts this module held before they were derived from the schema, by
+# name: still importable from here (derived on first use, see __getattr__).
+_DERIVED_ELSEWHERE = {
+    "PCAP_FILE_HEADER_LEN": "pcap_file_header_len",
+    "PCAP_RECORD_HEADER_LEN": "pcap_record_header_len",
+    "PCAP_LINKTYPE_OFFSET": "pcap_linktype_offset",
+    "BLOCK_HEADER_LEN": "block_header_len",
+    "BLOCK_MIN_LEN": "block_min_len",
+    "COOKED_HEADER_LEN": "cooked_header_len",
+    "COOKED_HEADER": "cooked_header",
+    "COOKED_PKTTYPE_AND_PROTOCOL": "cooked_pkttype_and_protocol",
+}
+_SHAPES_ELSEWHERE = {
+    "SHB_MIN_LEN": (BLOCK_SHB, "min_length"),
+    "IDB_MIN_LEN": (BLOCK_IDB, "min_length"),
+    "EPB_MIN_LEN": (BLOCK_EPB, "min_length"),
+    "SPB_MIN_LEN": (BLOCK_SPB, "min_length"),
+    "PB_MIN_LEN": (BLOCK_PB, "min_length"),
+    "ISB_MIN_LEN": (BLOCK_ISB, "min_length"),
+    "EPB_DATA_OFFSET": (BLOCK_EPB, "rest_offset"),
+    "SPB_DATA_OFFSET": (BLOCK_SPB, "rest_offset"),
+    "PB_DATA_OFFSET": (BLOCK_PB, "rest_offset"),
+}
 
 
-class Layouts:
-    """The ``struct`` twins of the schema, for one byte order (built once per section)."""
+def __getattr__(name: str) -> Any:
+    """The names of :mod:`netdm.capture.layouts` this module used to define (PEP 562)."""
+    if name not in ("LAYOUTS", "Layouts", *_DERIVED_ELSEWHERE, *_SHAPES_ELSEWHERE):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from netdm.capture import layouts
 
-    __slots__ = (
-        "block_header",
-        "u16",
-        "u32",
-        "u64",
-        "i64",
-        "option_header",
-        "pcap_file_header",
-        "pcap_record",
-        "shb_fixed",
-        "idb_fixed",
-        "epb_fixed",
-        "spb_fixed",
-        "pb_fixed",
-        "isb_fixed",
-        "pcap_record_cooked",
-        "epb_head_cooked",
-        "epb_netdm_tail",
-    )
-
-    def __init__(self, order: ByteOrder) -> None:
-        p = prefix(order)
-        self.block_header = struct.Struct(p + "II")
-        self.u16 = struct.Struct(p + "H")
-        self.u32 = struct.Struct(p + "I")
-        self.u64 = struct.Struct(p + "Q")
-        self.i64 = struct.Struct(p + "q")
-        self.option_header = struct.Struct(p + "HH")
-        self.pcap_file_header = struct.Struct(p + "IHHiIII")
-        self.pcap_record = struct.Struct(p + "IIII")
-        # Fixed parts of the block bodies (after type and total length).
-        self.shb_fixed = struct.Struct(p + "IHHq")
-        self.idb_fixed = struct.Struct(p + "HHI")
-        self.epb_fixed = struct.Struct(p + "IIIII")
-        self.spb_fixed = struct.Struct(p + "I")
-        self.pb_fixed = struct.Struct(p + "HHIIII")
-        self.isb_fixed = struct.Struct(p + "III")
-        # Fast paths: a pcap record header with the cooked pkttype and protocol, and an EPB's
-        # type, length, fixed fields, pkttype and protocol, in one unpack each.  The two cooked
-        # fields are big-endian in every file: a little-endian reader swaps them.
-        self.pcap_record_cooked = struct.Struct(p + "IIIIH12xH")
-        self.epb_head_cooked = struct.Struct(p + "IIIIIIIH12xH")
-        # The end of a netdm EPB: epb_flags (code, length, value), opt_endofopt, trailing length.
-        self.epb_netdm_tail = struct.Struct(p + "HHIHHI")
-
-
-LAYOUTS: dict[ByteOrder, Layouts] = {"little": Layouts("little"), "big": Layouts("big")}
-# The cooked pseudo-header is big-endian whatever the file's byte order.
-COOKED_HEADER = struct.Struct(">HH10xH")
-COOKED_PKTTYPE_AND_PROTOCOL = struct.Struct(">H12xH")
+    if name in ("LAYOUTS", "Layouts"):
+        return getattr(layouts, name)
+    either = layouts.LAYOUTS["big"]  # sizes and offsets are the same in either byte order
+    if name in _DERIVED_ELSEWHERE:
+        return getattr(either, _DERIVED_ELSEWHERE[name])
+    block_type, attribute = _SHAPES_ELSEWHERE[name]
+    return getattr(either.shapes[block_type], attribute)

@@ -4,11 +4,13 @@ Strategy: each structure netdm reads or writes is declared here the way its
 specification draws it (draft-ietf-opsawg-pcap §4-5, draft-ietf-opsawg-pcapng
 §3-4, tcpdump.org ``LINKTYPE_NETLINK``), parameterised by byte order because
 both formats are written in the writer's host order.  The reader and writer
-use the ``struct`` layouts of :mod:`netdm.capture.formats` instead: construct
-parses one block in tens of microseconds, far too slow for a million records,
-and ``import construct`` would be paid by every ``netdm`` command.  The tests
-build and parse the same blocks both ways and require equal fields and equal
-bytes, exactly as the protocol layer does for its fast decoder.
+do not parse with construct (a block takes tens of microseconds, far too slow
+for a million records): they use ``struct`` layouts that
+:mod:`netdm.capture.layouts` reads off these declarations (their leading
+fixed-size fields) when the first capture is opened, so nothing here is
+written twice and ``import netdm.capture`` stays free of construct.  The
+tests (``tests/capture/test_capture_definitions.py``) build and parse files
+both ways and require equal fields, equal records and equal bytes.
 
 A block's ``total_length`` is not rebuilt automatically: callers pass it
 (``12 + len(body)``), and :func:`block` checks it against the trailing copy

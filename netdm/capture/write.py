@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import struct
 import sys
 from collections.abc import Iterable
 from types import TracebackType
@@ -49,8 +48,6 @@ from netdm.capture.formats import (
     BLOCK_ISB,
     BLOCK_SHB,
     BYTE_ORDER_MAGIC,
-    COOKED_HEADER,
-    COOKED_HEADER_LEN,
     EPB_FLAGS,
     EPB_FLAGS_INBOUND,
     EPB_FLAGS_OUTBOUND,
@@ -59,7 +56,6 @@ from netdm.capture.formats import (
     ISB_ENDTIME,
     ISB_IFDROP,
     ISB_STARTTIME,
-    LAYOUTS,
     LINKTYPE_NETLINK,
     LINKTYPE_USER0,
     MAX_SNAPLEN,
@@ -83,6 +79,7 @@ from netdm.capture.formats import (
     ByteOrder,
     CaptureFormat,
 )
+from netdm.capture.layouts import LAYOUTS
 
 DEFAULT_BUFFER_SIZE = 256 * 1024
 INTERFACE_DESCRIPTION = "NET_DM generic netlink socket (netdm)"
@@ -98,8 +95,9 @@ def _option(order: ByteOrder, code: int, value: bytes) -> bytes:
 
 
 def _block(order: ByteOrder, block_type: int, body: bytes) -> bytes:
-    u32 = LAYOUTS[order].u32
-    total = 12 + len(body)
+    layouts = LAYOUTS[order]
+    u32 = layouts.u32
+    total = layouts.block_min_len + len(body)
     return u32.pack(block_type) + u32.pack(total) + body + u32.pack(total)
 
 
@@ -194,15 +192,16 @@ class CaptureWriter:
         self._symbols_started = False
         self._closed = False
         layouts = LAYOUTS[self.byte_order]
-        self._epb_head = struct.Struct(("<" if self.byte_order == "little" else ">") + "IIIIIII")
+        self._epb_head = layouts.epb_head
+        self._epb_min_len = layouts.shapes[BLOCK_EPB].min_length
         self._pcap_head = layouts.pcap_record
         self._u32 = layouts.u32
         # Per direction: the cooked pseudo-header, and (pcapng) the epb_flags option + end.
         self._cooked = {
-            True: COOKED_HEADER.pack(PACKET_OUTGOING, ARPHRD_NETLINK, NETLINK_GENERIC),
-            False: COOKED_HEADER.pack(PACKET_HOST, ARPHRD_NETLINK, NETLINK_GENERIC),
+            True: layouts.cooked_header.pack(PACKET_OUTGOING, ARPHRD_NETLINK, NETLINK_GENERIC),
+            False: layouts.cooked_header.pack(PACKET_HOST, ARPHRD_NETLINK, NETLINK_GENERIC),
         }
-        self._header_len = COOKED_HEADER_LEN
+        self._header_len = layouts.cooked_header_len
         if tracepoint_format is not None:  # tracepoint records have no pseudo-header
             self._cooked = {True: b"", False: b""}
             self._header_len = 0
@@ -326,7 +325,7 @@ class CaptureWriter:
                 raise ValueError(f"timestamp_ns {timestamp_ns} does not fit in 64 bits")
             pad = _PAD[caplen % 4]
             options = self._epb_options[outgoing]
-            total = 32 + caplen + len(pad) + len(options)
+            total = self._epb_min_len + caplen + len(pad) + len(options)
             record = b"".join(
                 (
                     self._epb_head.pack(

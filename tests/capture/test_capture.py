@@ -1,8 +1,10 @@
 """The capture layer: pcap/pcapng round trips, foreign files, damage, and Wireshark.
 
 Test files are built here: netdm's own with :class:`CaptureWriter`, everything
-else (big-endian files, other writers' layouts, damage) by hand with ``struct``
-helpers that do not share code with the reader.  The invariant the property
+else (big-endian files, other writers' layouts, damage) by hand with the
+``struct`` helpers of ``capture_bytes``, which do not share code with the
+reader.  The construct definitions and the proof that the reader agrees with
+them are in ``test_capture_definitions.py``.  The invariant the property
 tests state: a reader either returns records, or returns records and then
 raises :class:`CaptureError`, never anything else, and the fast path and the
 general (reference) path agree on every input.
@@ -17,9 +19,30 @@ import struct
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
+from capture_bytes import (
+    BE,
+    FAMILY_ID,
+    HOST,
+    LE,
+    T0,
+    cooked,
+    net_dm_traffic,
+    ng_block,
+    ng_end,
+    ng_epb,
+    ng_idb,
+    ng_option,
+    ng_pb,
+    ng_shb,
+    ng_spb,
+    nlmsg,
+    outcome,
+    pcap_header,
+    pcap_record,
+    write_capture,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -29,220 +52,10 @@ from netdm.capture import (
     CaptureReader,
     CaptureRecord,
     CaptureWriter,
-    formats,
     read_capture,
     read_symbols,
-    schema,
 )
 from netdm.capture.formats import ByteOrder, CaptureFormat
-from netdm.proto import (
-    DropPoint,
-    FamilyInfo,
-    InPort,
-    PacketAlert,
-    build_ack,
-    build_family_reply,
-    build_packet_alert,
-    build_start,
-    build_summary_alert,
-)
-
-FAMILY_ID = 0x1C
-LE: ByteOrder = "little"
-BE: ByteOrder = "big"
-HOST: ByteOrder = LE if sys.byteorder == "little" else BE
-T0 = 1_700_000_000_123_456_789  # an arbitrary nanosecond Unix time
-
-
-# =========================================================================== hand-built bytes
-
-
-def _e(order: ByteOrder) -> str:
-    return "<" if order == LE else ">"
-
-
-def nlmsg(order: ByteOrder, nl_type: int, flags: int, payload: bytes = b"", seq: int = 1) -> bytes:
-    """A netlink message (header in ``order``) with an opaque payload."""
-    payload += b"\x00" * (-len(payload) % 4)
-    return struct.pack(_e(order) + "IHHII", 16 + len(payload), nl_type, flags, seq, 0) + payload
-
-
-def cooked(protocol: int = NETLINK_GENERIC, pkttype: int = 4) -> bytes:
-    return struct.pack(">HH10xH", pkttype, 824, protocol)
-
-
-def ng_option(order: ByteOrder, code: int, value: bytes) -> bytes:
-    return struct.pack(_e(order) + "HH", code, len(value)) + value + b"\x00" * (-len(value) % 4)
-
-
-def ng_end(order: ByteOrder) -> bytes:
-    return struct.pack(_e(order) + "HH", 0, 0)
-
-
-def ng_block(
-    order: ByteOrder,
-    block_type: int,
-    body: bytes,
-    *,
-    length: int | None = None,
-    trailing: int | None = None,
-) -> bytes:
-    total = 12 + len(body)
-    head = struct.pack(_e(order) + "II", block_type, total if length is None else length)
-    return head + body + struct.pack(_e(order) + "I", total if trailing is None else trailing)
-
-
-def ng_shb(order: ByteOrder, options: bytes = b"", major: int = 1) -> bytes:
-    body = struct.pack(_e(order) + "IHHq", 0x1A2B3C4D, major, 0, -1)
-    return ng_block(order, 0x0A0D0D0A, body + (options + ng_end(order) if options else b""))
-
-
-def ng_idb(order: ByteOrder, linktype: int = 253, snaplen: int = 0, options: bytes = b"") -> bytes:
-    body = struct.pack(_e(order) + "HHI", linktype, 0, snaplen)
-    return ng_block(order, 1, body + (options + ng_end(order) if options else b""))
-
-
-def ng_epb(
-    order: ByteOrder,
-    interface_id: int,
-    ticks: int,
-    packet: bytes,
-    *,
-    origlen: int | None = None,
-    caplen: int | None = None,
-    options: bytes = b"",
-) -> bytes:
-    body = struct.pack(
-        _e(order) + "IIIII",
-        interface_id,
-        ticks >> 32,
-        ticks & 0xFFFFFFFF,
-        len(packet) if caplen is None else caplen,
-        len(packet) if origlen is None else origlen,
-    )
-    padded = packet + b"\x00" * (-len(packet) % 4)
-    return ng_block(order, 6, body + padded + (options + ng_end(order) if options else b""))
-
-
-def ng_spb(order: ByteOrder, packet: bytes, origlen: int | None = None) -> bytes:
-    body = struct.pack(_e(order) + "I", len(packet) if origlen is None else origlen)
-    return ng_block(order, 3, body + packet + b"\x00" * (-len(packet) % 4))
-
-
-def ng_pb(
-    order: ByteOrder, interface_id: int, ticks: int, packet: bytes, options: bytes = b""
-) -> bytes:
-    body = struct.pack(
-        _e(order) + "HHIIII",
-        interface_id,
-        0,
-        ticks >> 32,
-        ticks & 0xFFFFFFFF,
-        len(packet),
-        len(packet),
-    )
-    padded = packet + b"\x00" * (-len(packet) % 4)
-    return ng_block(order, 2, body + padded + (options + ng_end(order) if options else b""))
-
-
-def pcap_header(
-    order: ByteOrder,
-    *,
-    magic: int = 0xA1B2C3D4,
-    snaplen: int = 65535,
-    linktype: int = 253,
-    major: int = 2,
-) -> bytes:
-    return struct.pack(_e(order) + "IHHiIII", magic, major, 4, 0, 0, snaplen, linktype)
-
-
-def pcap_record(
-    order: ByteOrder,
-    seconds: int,
-    fraction: int,
-    packet: bytes,
-    *,
-    origlen: int | None = None,
-    caplen: int | None = None,
-) -> bytes:
-    head = struct.pack(
-        _e(order) + "IIII",
-        seconds,
-        fraction,
-        len(packet) if caplen is None else caplen,
-        len(packet) if origlen is None else origlen,
-    )
-    return head + packet
-
-
-# =========================================================================== traffic
-
-
-def net_dm_traffic() -> list[tuple[bytes, bool]]:
-    """A monitoring session as netdm records it: (datagram, sent by netdm)."""
-    start = build_start(FAMILY_ID, seq=2)
-    family = FamilyInfo(
-        seq=1,
-        family_id=FAMILY_ID,
-        name="NET_DM",
-        version=2,
-        hdrsize=0,
-        maxattr=23,
-        ops=(1, 2, 3, 4, 5, 6, 7),
-        mcast_groups={"events": 1},
-    )
-    alert = PacketAlert(
-        origin=0,
-        pc=0xFFFFFFFF81A2C3EA,
-        symbol="__udp4_lib_rcv+0x1ea",
-        reason="NO_SOCKET",
-        in_port=InPort(ifindex=1, name="lo"),
-        timestamp_ns=T0 - 5_000,
-        proto=0x0800,
-        payload=bytes.fromhex("450000200001000040110000") + bytes(20),
-        orig_len=128,
-    )
-    return [
-        (build_family_reply(family), False),
-        (start, True),
-        (build_ack(seq=2, port_id=4242, request=start), False),
-        (build_summary_alert(FAMILY_ID, [DropPoint(pc=0xFFFFFFFF81A2C3EA, count=3)]), False),
-        (build_packet_alert(FAMILY_ID, alert, pad_u64=True), False),
-    ]
-
-
-def write_capture(path: Path, fmt: CaptureFormat, **extra: Any) -> list[tuple[bytes, bool]]:
-    traffic = net_dm_traffic()
-    with CaptureWriter.open(
-        path,
-        format=fmt,
-        kernel_release="6.1.0-test-amd64",
-        hostname="testhost",
-        hardware="x86_64",
-        **extra,
-    ) as writer:
-        for index, (datagram, outgoing) in enumerate(traffic):
-            writer.write(datagram, T0 + index * 1_000_001, outgoing=outgoing)
-        writer.write_symbols(["ffffffff81a2c3ea t __udp4_lib_rcv"])
-    return traffic
-
-
-def outcome(
-    source: bytes, *, keep_going: bool = False, fast: bool = True
-) -> tuple[list[CaptureRecord], str | None, int]:
-    """(records, error sentence or None, bad_records), never raising anything else."""
-    records: list[CaptureRecord] = []
-    try:
-        reader = CaptureReader(io.BytesIO(source), keep_going=keep_going, _fast=fast)
-    except CaptureError as error:
-        return records, str(error), 0
-    try:
-        for record in reader:
-            records.append(record)
-    except CaptureError as error:
-        return records, str(error), reader.bad_records
-    return records, None, reader.bad_records
-
 
 # =========================================================================== round trips
 
@@ -1001,145 +814,6 @@ def test_mutated_captures_give_records_or_capture_error(
         mutated[position % len(mutated)] = value
     fast = outcome(bytes(mutated), keep_going=keep_going)
     assert fast == outcome(bytes(mutated), keep_going=keep_going, fast=False)
-
-
-# =========================================================================== definitions
-
-
-def parse_blocks(data: bytes, order: ByteOrder) -> list[Any]:
-    """Split a pcapng into blocks with the construct definitions."""
-    bodies = {
-        0x0A0D0D0A: schema.shb_body,
-        1: schema.idb_body,
-        5: schema.isb_body,
-        6: schema.epb_body,
-    }
-    blocks = []
-    offset = 0
-    while offset < len(data):
-        block_type, length = struct.unpack_from(_e(order) + "II", data, offset)
-        definition = schema.block(order, block_type, bodies[block_type](order))
-        blocks.append(definition.parse(data[offset : offset + length]))
-        offset += length
-    return blocks
-
-
-def test_writer_output_parses_with_the_construct_definitions(tmp_path: Path) -> None:
-    path = tmp_path / "def.pcapng"
-    traffic = write_capture(path, "pcapng")
-    data = path.read_bytes()
-    shb, idb, *epbs, isb = parse_blocks(data, HOST)
-    options = {option.code: option.value for option in shb.body.options}
-    assert options[3] == b"Linux 6.1.0-test-amd64" and options[1] == b"host: testhost"
-    assert (idb.body.linktype, idb.body.snaplen) == (253, 262144)
-    assert [option.value for option in idb.body.options if option.code == 9] == [b"\x09"]
-    for block, (datagram, outgoing) in zip(epbs, traffic, strict=True):
-        header = schema.COOKED_HEADER.parse(block.body.packet_data)
-        assert (header.pkttype, header.hatype, header.protocol) == (4 if outgoing else 0, 824, 16)
-        assert block.body.packet_data[16:] == datagram
-        [flags] = [o.value for o in block.body.options if o.code == 2]
-        assert int.from_bytes(flags, sys.byteorder) == (2 if outgoing else 1)
-    [comment] = [o.value for o in isb.body.options if o.code == 1]
-    assert comment == b"netdm-kallsyms 1\nffffffff81a2c3ea t __udp4_lib_rcv\n"
-    # And the definitions build the very bytes the fast writer wrote.
-    bodies = {
-        0x0A0D0D0A: schema.shb_body,
-        1: schema.idb_body,
-        5: schema.isb_body,
-        6: schema.epb_body,
-    }
-    rebuilt = b"".join(
-        schema.block(HOST, block.block_type, bodies[block.block_type](HOST)).build(block)
-        for block in [shb, idb, *epbs, isb]
-    )
-    assert rebuilt == data
-
-
-def test_pcap_writer_output_parses_with_the_construct_definitions(tmp_path: Path) -> None:
-    path = tmp_path / "def.pcap"
-    traffic = write_capture(path, "pcap")
-    data = path.read_bytes()
-    order = HOST
-    header = schema.pcap_file_header(order).parse(data)
-    assert (header.magic, header.snaplen, header.linktype) == (0xA1B23C4D, 262144, 253)
-    offset = 24
-    for index, (datagram, _) in enumerate(traffic):
-        record = schema.pcap_record(order).parse(data[offset:])
-        assert record.ts_sec * 10**9 + record.ts_frac == T0 + index * 1_000_001
-        assert record.packet_data[16:] == datagram
-        assert (
-            schema.pcap_record(order).build(record)
-            == data[offset : offset + 16 + record.captured_length]
-        )
-        offset += 16 + record.captured_length
-
-
-@settings(max_examples=100, deadline=None)
-@given(
-    order=st.sampled_from([LE, BE]),
-    ticks=st.integers(0, 2**64 - 1),
-    datagram=st.binary(max_size=64),
-    flags=st.sampled_from([None, 0, 1, 2, 3]),
-    pkttype=st.sampled_from([0, 4]),
-    extra_origlen=st.integers(0, 100),
-)
-def test_construct_built_blocks_read_as_the_definition_says(
-    order: ByteOrder,
-    ticks: int,
-    datagram: bytes,
-    flags: int | None,
-    pkttype: int,
-    extra_origlen: int,
-) -> None:
-    packet = cooked(pkttype=pkttype) + datagram
-    options: list[dict[str, Any]] = []
-    if flags is not None:
-        value = struct.pack(_e(order) + "I", flags)
-        options = [{"code": 2, "length": 4, "value": value}, {"code": 0, "length": 0, "value": b""}]
-    body = {
-        "interface_id": 0,
-        "timestamp_high": ticks >> 32,
-        "timestamp_low": ticks & 0xFFFFFFFF,
-        "captured_length": len(packet),
-        "original_length": len(packet) + extra_origlen,
-        "packet_data": packet,
-        "options": options,
-    }
-    definition = schema.block(order, 6, schema.epb_body(order))
-    size = 12 + len(schema.epb_body(order).build(body))
-    epb = definition.build({"total_length": size, "body": body, "trailing_length": size})
-    hand_built = ng_epb(
-        order,
-        0,
-        ticks,
-        packet,
-        origlen=len(packet) + extra_origlen,
-        options=b"" if flags is None else ng_option(order, 2, options[0]["value"]),
-    )
-    assert epb == hand_built
-    data = ng_shb(order) + ng_idb(order, options=ng_option(order, 9, b"\x09")) + epb
-    for fast in (True, False):
-        records, error, _ = outcome(data, fast=fast)
-        assert error is None
-        [record] = records
-        assert record.timestamp_ns == ticks
-        assert record.data == datagram
-        assert record.original_length == len(datagram) + extra_origlen
-        direction = (flags or 0) & 3
-        expected = {1: False, 2: True}.get(direction, False if pkttype == 0 else None)
-        if expected is None and len(datagram) >= 16:
-            expected = bool(datagram[6 if order == LE else 7] & 1)
-        assert record.outgoing is expected
-
-
-def test_struct_layouts_have_the_sizes_of_the_definitions() -> None:
-    for order in (LE, BE):
-        layouts = formats.LAYOUTS[order]
-        assert layouts.pcap_file_header.size == schema.pcap_file_header(order).sizeof()
-        assert layouts.pcap_record.size == 16
-        assert layouts.pcap_record_cooked.size == 16 + schema.COOKED_HEADER.sizeof()
-        assert layouts.epb_head_cooked.size == 8 + 20 + schema.COOKED_HEADER.sizeof()
-        assert layouts.epb_netdm_tail.size == 16
 
 
 def test_importing_the_capture_layer_loads_neither_construct_nor_pyroute2() -> None:
