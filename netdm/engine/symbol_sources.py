@@ -4,12 +4,13 @@ A live run reads this machine's symbols; a replay reads those of the machine
 that recorded it (:func:`choose_symbols`: --symbols when given, else those the
 capture carries, else none, with a sentence saying why addresses print raw).
 
-For the running kernel, :meth:`netdm.engine.symbols.SymbolTable.load` uses
-a small table of strategies tried in order, in the spirit of dropwatch's
-``lookup.h`` (kallsyms / bfd): an explicit symbols file, ``/proc/kallsyms``,
-and ``/boot/System.map-RELEASE``.  Each returns a table, empty with ``why_unresolved`` set when it failed, so that every strategy that
-fails says why; when the kernel hides its addresses (``kernel.kptr_restrict``
-makes every address in kallsyms read as zero) the table says so.
+For the running kernel, :meth:`netdm.engine.symbols.SymbolTable.load` tries a
+small table of strategies in order, in the spirit of dropwatch's ``lookup.h``
+(kallsyms / bfd): an explicit symbols file, ``/proc/kallsyms``, and
+``/boot/System.map-RELEASE``.  Each returns a table, empty with
+``why_unresolved`` set when it failed, so that every strategy that fails says
+why; when the kernel hides its addresses (``kernel.kptr_restrict`` makes every
+address in kallsyms read as zero) the table says so.
 """
 
 from __future__ import annotations
