@@ -1,7 +1,8 @@
 """Errors netdm reports to a person: one sentence each, with a distinct exit code.
 
-Strategy: the layers below raise these (or :class:`netdm.proto.ProtocolError`,
-which the session wraps); the CLI prints ``Error: <sentence>`` and exits with
+Strategy: the layers below raise these (a :class:`netdm.proto.ProtocolError`
+is counted by the pipeline, or becomes a :class:`BadInputError` in a replay);
+the CLI prints ``Error: <sentence>`` and exits with
 ``exit_code``.  No traceback for anything listed here.
 """
 
@@ -11,7 +12,7 @@ from enum import IntEnum
 
 
 class ExitCode(IntEnum):
-    """Process exit codes, documented in ``netdm --help`` and docs/usage.md."""
+    """Process exit codes, documented in ``netdm --help`` and docs/user-guide.md."""
 
     OK = 0
     ERROR = 1  # anything else netdm understood but could not do

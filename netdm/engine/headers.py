@@ -266,8 +266,8 @@ def describe_packet(proto: int | None, payload: bytes) -> PacketHeaders:
 
     ``proto`` is the alert's EtherType (host order, 0 or ``None`` when the
     kernel gave none); ``payload`` starts at the MAC header and may be cut
-    anywhere.  This is the ``struct`` fast path, equal by property tests to
-    :func:`describe_packet_reference`.
+    anywhere.  This is the ``struct`` fast path; property tests hold every
+    field it returns to construct parsing (tests/engine/construct_oracle.py).
     """
     draft = _DEFAULT_FIELDS.copy()
     if not payload:
