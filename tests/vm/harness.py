@@ -1178,6 +1178,14 @@ def _job_script(
     return "\n".join(lines) + "\n"
 
 
+def tcg_thread() -> str:
+    """$NETDM_VM_TCG_THREAD: "multi" (a host thread per vCPU) or "single" (round robin)."""
+    value = os.environ.get("NETDM_VM_TCG_THREAD") or "multi"
+    if value not in ("multi", "single"):
+        raise VMError(f"NETDM_VM_TCG_THREAD must be multi or single, not {value!r}")
+    return value
+
+
 def _qemu_argv(kernel: Kernel, outdir: Path, console: Path) -> list[str]:
     memory = os.environ.get("NETDM_VM_MEMORY", "1024")
     cpus = os.environ.get("NETDM_VM_CPUS", "2")
@@ -1188,16 +1196,23 @@ def _qemu_argv(kernel: Kernel, outdir: Path, console: Path) -> list[str]:
         "mitigations=off",  # retpolines etc. only cost time in an emulated CPU
         "panic=-1",  # a dead init reboots, and -no-reboot turns that into an exit
         f"netdm.out={outdir}",
+        # Enabling a trace event in any tracefs instance also hooks sched_switch and
+        # sched_wakeup to record task names, patching __schedule and ttwu_do_activate
+        # while both vCPUs run them; under multi-threaded TCG that race panics 6.12
+        # ("Oops: int3", about once per few hundred enables).  netdm reads raw
+        # records and never needs the names.  New instances inherit the option.
+        "trace_options=norecord-cmd",
     ]
     if os.environ.get("NETDM_VM_VERBOSE") != "1":
         append.append("quiet")
+    append += os.environ.get("NETDM_VM_APPEND", "").split()
     return [
         _tool("qemu-system-x86_64"),
         "-nodefaults",
         "-no-user-config",
         "-machine", "pc",
         "-bios", str(QBOOT_ROM),
-        "-accel", "tcg,thread=multi",
+        "-accel", f"tcg,thread={tcg_thread()}",
         "-cpu", os.environ.get("NETDM_VM_CPU_MODEL", "max"),
         "-smp", cpus,
         "-m", memory,
