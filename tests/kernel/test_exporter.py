@@ -84,7 +84,7 @@ def test_exporter_counts_udp_drops_and_restores_the_kernel(
     match = URL.search(netdm.lines[-1])
     assert match, netdm.lines
     url = match.group(1)
-    # auto picks packet mode on a kernel with drop reasons (5.18+; the VM's is 6.1).
+    # auto picks packet mode on a kernel with drop reasons (5.18+; the VM boots 6.1 and 6.12).
     during = control.get_config()
     assert during is not None and during.alert_mode == alert_mode
     if alert_mode == AlertMode.PACKET:

@@ -19,6 +19,7 @@ Usage (from the repo root, as root)::
     python tests/vm/harness.py run [--timeout S] -- CMD [ARG...]
     python tests/vm/harness.py pytest [--timeout S] [-- PYTEST_ARGS...]
     python tests/vm/harness.py info
+    python tests/vm/harness.py --kernel 6.12 pytest     # or NETDM_VM_KERNEL=6.12
 
 Library use: ``prepare()`` and ``run_in_vm()``; see docs/vm-harness.md.
 """
@@ -52,6 +53,14 @@ from typing import BinaryIO
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 DEFAULT_KERNEL = "linux-image-amd64"
+# Debian's kernel lines, by the short names NETDM_VM_KERNEL (and tests/run's
+# NETDM_VM_KERNELS) accept.  bookworm's own kernel is 6.1 (linux-image-amd64 is
+# its metapackage); 6.12 comes from bookworm-security.  Each resolves, pins and
+# caches on its own: kernels/<package>_<version>.
+KERNEL_LINES = {
+    "6.1": "linux-image-amd64",
+    "6.12": "linux-image-6.12-amd64",
+}
 QBOOT_ROM = Path("/usr/share/qemu/qboot.rom")
 GUEST_HOSTNAME = "netdm-vm"
 
@@ -144,7 +153,26 @@ def cache_dir() -> Path:
 
 
 def kernel_spec() -> str:
-    return os.environ.get("NETDM_VM_KERNEL") or DEFAULT_KERNEL
+    """$NETDM_VM_KERNEL: a line ("6.1", "6.12"), a package, or a local .deb."""
+    spec = os.environ.get("NETDM_VM_KERNEL") or DEFAULT_KERNEL
+    return KERNEL_LINES.get(spec, spec)
+
+
+def kernel_line() -> str | None:
+    """The line $NETDM_VM_KERNEL names ("6.1", "6.12"), or None for a package or .deb."""
+    spec = os.environ.get("NETDM_VM_KERNEL") or DEFAULT_KERNEL
+    if spec in KERNEL_LINES:
+        return spec
+    return next((line for line, package in KERNEL_LINES.items() if package == spec), None)
+
+
+def check_kernel_line(line: str | None, version: str) -> None:
+    """Refuse a package of another line than the one asked for (6.1.x is not 6.12)."""
+    if line is not None and not version.startswith(f"{line}."):
+        raise VMError(
+            f"NETDM_VM_KERNEL={line} resolved to version {version}, which is not Linux {line}; "
+            f"the metapackage {KERNEL_LINES[line]} has moved to another line"
+        )
 
 
 def _progress(message: str) -> None:
@@ -1083,6 +1111,7 @@ def prepare(*, refresh: bool = False, quiet: bool = False) -> Kernel:
             raise VMError(f"{QBOOT_ROM} is missing; reinstall qemu-system-data")
         spec = kernel_spec()
         package, version, deb = resolve_kernel(spec, refresh=refresh)
+        check_kernel_line(kernel_line(), version)
         kernel = _load_kernel(_kernel_dir(package, version))
         if kernel is None:
             try:
@@ -1093,6 +1122,7 @@ def prepare(*, refresh: bool = False, quiet: bool = False) -> Kernel:
                 # The pinned version may have left the archive (superseded by a
                 # security update): resolve again and take the current one.
                 package, version, deb = resolve_kernel(spec, refresh=True)
+                check_kernel_line(kernel_line(), version)
                 _unpack_kernel(package, version, deb, _kernel_dir(package, version))
             kernel = _load_kernel(_kernel_dir(package, version))
             assert kernel is not None
@@ -1148,6 +1178,14 @@ def _job_script(
     return "\n".join(lines) + "\n"
 
 
+def tcg_thread() -> str:
+    """$NETDM_VM_TCG_THREAD: "multi" (a host thread per vCPU) or "single" (round robin)."""
+    value = os.environ.get("NETDM_VM_TCG_THREAD") or "multi"
+    if value not in ("multi", "single"):
+        raise VMError(f"NETDM_VM_TCG_THREAD must be multi or single, not {value!r}")
+    return value
+
+
 def _qemu_argv(kernel: Kernel, outdir: Path, console: Path) -> list[str]:
     memory = os.environ.get("NETDM_VM_MEMORY", "1024")
     cpus = os.environ.get("NETDM_VM_CPUS", "2")
@@ -1158,16 +1196,23 @@ def _qemu_argv(kernel: Kernel, outdir: Path, console: Path) -> list[str]:
         "mitigations=off",  # retpolines etc. only cost time in an emulated CPU
         "panic=-1",  # a dead init reboots, and -no-reboot turns that into an exit
         f"netdm.out={outdir}",
+        # Enabling a trace event in any tracefs instance also hooks sched_switch and
+        # sched_wakeup to record task names, patching __schedule and ttwu_do_activate
+        # while both vCPUs run them; under multi-threaded TCG that race panics 6.12
+        # ("Oops: int3", about once per few hundred enables).  netdm reads raw
+        # records and never needs the names.  New instances inherit the option.
+        "trace_options=norecord-cmd",
     ]
     if os.environ.get("NETDM_VM_VERBOSE") != "1":
         append.append("quiet")
+    append += os.environ.get("NETDM_VM_APPEND", "").split()
     return [
         _tool("qemu-system-x86_64"),
         "-nodefaults",
         "-no-user-config",
         "-machine", "pc",
         "-bios", str(QBOOT_ROM),
-        "-accel", "tcg,thread=multi",
+        "-accel", f"tcg,thread={tcg_thread()}",
         "-cpu", os.environ.get("NETDM_VM_CPU_MODEL", "max"),
         "-smp", cpus,
         "-m", memory,
@@ -1357,6 +1402,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python tests/vm/harness.py",
         description="Run commands as root in a QEMU VM booting a stock Debian kernel.",
     )
+    parser.add_argument(
+        "--kernel",
+        metavar="LINE|PACKAGE",
+        help=f"the kernel to boot: {' or '.join(KERNEL_LINES)}, an image package or a .deb "
+        "(sets $NETDM_VM_KERNEL; default: $NETDM_VM_KERNEL, else 6.1)",
+    )
     sub = parser.add_subparsers(dest="action", required=True)
     p_prepare = sub.add_parser("prepare", help="install, download and build what the VM needs")
     p_prepare.add_argument(
@@ -1382,6 +1433,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         p.add_argument("args", nargs=argparse.REMAINDER, help="-- followed by the command")
     ns = parser.parse_args(argv)
+    if ns.kernel:
+        os.environ["NETDM_VM_KERNEL"] = ns.kernel  # also passed on to the guest
     # Unwind (and kill the VM) on SIGTERM too, e.g. when CI cancels a job.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
 

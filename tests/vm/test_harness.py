@@ -305,3 +305,35 @@ def test_a_kernel_with_netdevsim_needs_no_build(
     (kernel.modules / "modules.dep").write_text("kernel/drivers/net/netdevsim/netdevsim.ko:\n")
     monkeypatch.setattr(harness, "_build_netdevsim", None)  # would fail if called
     assert harness.ensure_netdevsim(kernel) is None
+
+
+@pytest.mark.parametrize(
+    ("setting", "spec", "line"),
+    [
+        (None, "linux-image-amd64", "6.1"),
+        ("6.1", "linux-image-amd64", "6.1"),
+        ("6.12", "linux-image-6.12-amd64", "6.12"),
+        ("linux-image-6.12-amd64", "linux-image-6.12-amd64", "6.12"),
+        ("linux-image-6.1.0-57-amd64", "linux-image-6.1.0-57-amd64", None),
+        ("/tmp/k.deb", "/tmp/k.deb", None),
+    ],
+)
+def test_kernel_lines_name_their_metapackages(
+    monkeypatch: pytest.MonkeyPatch, setting: str | None, spec: str, line: str | None
+) -> None:
+    if setting is None:
+        monkeypatch.delenv("NETDM_VM_KERNEL", raising=False)
+    else:
+        monkeypatch.setenv("NETDM_VM_KERNEL", setting)
+    assert harness.kernel_spec() == spec
+    assert harness.kernel_line() == line
+
+
+def test_a_line_refuses_another_lines_version() -> None:
+    harness.check_kernel_line("6.1", "6.1.192-3")
+    harness.check_kernel_line("6.12", "6.12.118-1~deb12u1")
+    harness.check_kernel_line(None, "6.12.118-1~deb12u1")
+    with pytest.raises(harness.VMError, match="not Linux 6.1"):
+        harness.check_kernel_line("6.1", "6.12.118-1~deb12u1")
+    with pytest.raises(harness.VMError, match="not Linux 6.12"):
+        harness.check_kernel_line("6.12", "6.1.192-3")
