@@ -5,8 +5,8 @@ transport hands each received datagram to :func:`decode_datagram` together
 with the family id it resolved (itself learnt from a :class:`FamilyInfo`
 event), and sends the bytes the ``build_*`` functions return.
 
-* :mod:`netdm.proto.schema`: the wire format, defined with construct, and
-  :mod:`netdm.proto.reference`, a slow decoder built only on those definitions.
+* :mod:`netdm.proto.schema`: the wire format, defined with construct (the
+  tests' oracle, ``tests/proto/reference_decoder.py``, parses with it alone).
 * :mod:`netdm.proto.decode`: the fast decoder (``struct`` on offsets), whose
   tables :mod:`netdm.proto.framing` and :mod:`netdm.proto.readers` read off
   the schema; proven equal to the reference by property tests.
@@ -64,7 +64,6 @@ if TYPE_CHECKING:
         build_stop,
         build_summary_alert,
     )
-    from netdm.proto.reference import decode_datagram_reference
 
 # The decoders and builders need construct (tens of milliseconds to import; the fast
 # decoder reads its tables off the construct definitions).  They load on first use.
@@ -89,7 +88,6 @@ _CONSTRUCT_BACKED = {
             "build_summary_alert",
         )
     },
-    "decode_datagram_reference": "netdm.proto.reference",
 }
 
 
@@ -131,6 +129,5 @@ __all__ = [
     "build_stop",
     "build_summary_alert",
     "decode_datagram",
-    "decode_datagram_reference",
     "decode_message",
 ]

@@ -20,7 +20,8 @@ headers by :mod:`netdm.proto.framing`, the attributes by
 Every inconsistency raises :class:`ProtocolError` with the offset the
 construct definition reports: the start of the innermost attribute (or of the
 message) that is malformed.  The property tests in ``tests/proto`` check the
-fast decoder against :mod:`netdm.proto.reference` on generated and mutated
+fast decoder against construct parsing (``tests/proto/reference_decoder.py``)
+on generated and mutated
 datagrams.
 
 The lazy summary path (:func:`scan_drop_sites`, :class:`DropSiteScanner`,

@@ -17,11 +17,12 @@ reports the byte offset of the first attribute that did not parse (construct's
 substreams keep absolute offsets), so the reference decoder names the same
 offset as the fast decoder in :mod:`netdm.proto.decode`.
 
-The decoders are built on these definitions: :mod:`netdm.proto.reference`
-parses with them (slow, the oracle), and :mod:`netdm.proto.readers` reads its
-fast ``struct`` readers off them when it loads: each attribute table names,
-for every type, the event field (``"pc" / U64``) and the construct its value
-has, and :func:`attribute_list_parts` reads a nest's table back.
+The decoders are built on these definitions: the tests' reference decoder
+(``tests/proto/reference_decoder.py``) parses with them (slow, the oracle),
+and :mod:`netdm.proto.readers` reads its fast ``struct`` readers off them
+when it loads: each attribute table names, for every type, the event field
+(``"pc" / U64``) and the construct its value has, and
+:func:`attribute_list_parts` reads a nest's table back.
 
 Byte order: host order, defined here as little-endian (x86-64, arm64).  Every
 integer below is an ``...l`` field; a big-endian variant would swap them.

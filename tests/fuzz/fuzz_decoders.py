@@ -24,7 +24,7 @@ Three targets, each input going to one of them:
   alerts), and a long-lived :class:`~netdm.proto.sites.DropSiteScanner`
   (whose shape cache sees thousands of look-alikes) agrees with
   ``scan_drop_sites``.  A sample goes to the construct reference
-  :func:`~netdm.proto.reference.decode_datagram_reference`, which must give the
+  ``decode_datagram_reference`` (tests/proto/reference_decoder.py), which must give the
   same events or fail at the same offset; decoded packet alerts in a sample
   are rendered (line, verbose, JSON), which must not raise, must be terminal
   safe, and whose JSON must equal ``json.dumps`` of :func:`packet_to_json`.
@@ -104,12 +104,12 @@ from netdm.proto import (  # noqa: E402
     RawAttribute,
     StatsReply,
     decode_datagram,
-    decode_datagram_reference,
     encode,  # noqa: E402
 )
 from netdm.proto.alert_cache import PacketAlertDecoder  # noqa: E402
 from netdm.proto.sites import DropSite, DropSiteScanner, scan_drop_sites  # noqa: E402
 from tests.engine.construct_oracle import check_with_construct  # noqa: E402
+from tests.proto.reference_decoder import decode_datagram_reference  # noqa: E402
 
 FULL_INPUTS = 1_000_000
 QUICK_INPUTS = 20_000

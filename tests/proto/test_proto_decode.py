@@ -37,9 +37,9 @@ from netdm.proto import (
     build_stats_new,
     build_summary_alert,
     decode_datagram,
-    decode_datagram_reference,
     decode_message,
 )
+from tests.proto.reference_decoder import decode_datagram_reference
 
 FAMILY = 0x1C
 Decoder = Callable[[bytes, int], list[Event]]

@@ -44,9 +44,9 @@ from netdm.proto import (
     build_stop,
     build_summary_alert,
     decode_datagram,
-    decode_datagram_reference,
 )
 from netdm.proto.constants import NLA_F_NESTED, NLA_F_NET_BYTEORDER, NLA_TYPE_MASK, Attr
+from tests.proto.reference_decoder import decode_datagram_reference
 
 FAMILY = 0x1C
 
