@@ -215,11 +215,20 @@ class MetricsServer:
                 elif sock is self._wake_reader:
                     self._wake_reader.recv(64)
                 elif isinstance(sock, socket.socket):
-                    if events & selectors.EVENT_READ and sock in self._reading:
-                        self._read(self._reading[sock])
-                    elif events & selectors.EVENT_WRITE and sock in self._writing:
-                        self._write(self._writing[sock])
+                    self._service(sock, events)
             self._expire(time.monotonic())
+
+    def _service(self, sock: socket.socket, events: int) -> None:
+        connection = self._reading.get(sock) or self._writing.get(sock)
+        if connection is None:
+            return
+        try:
+            if events & selectors.EVENT_READ and sock in self._reading:
+                self._read(connection)
+            elif events & selectors.EVENT_WRITE and sock in self._writing:
+                self._write(connection)
+        except Exception:  # one connection's surprise must not stop the server
+            self._drop(connection)
 
     def _next_timeout(self) -> float:
         deadlines = [
