@@ -8,8 +8,9 @@ cumulative counters.  It knows nothing about where the summaries come from
 summary holds.  It is a prometheus_client *custom collector*: it keeps plain
 counts under a lock and builds the metric families at each scrape, so that
 the scrape thread never sees half an interval, and no ``_created`` series
-are emitted.  :class:`MetricsServer` serves a registry on ``/metrics`` from a
-background thread (wsgiref + ``make_wsgi_app``) and stops when told.
+are emitted.  :class:`~netdm.output.metrics_http.MetricsServer` serves a
+registry on ``/metrics`` from one background thread (a selector loop with
+time limits and a bounded number of connections) and stops when told.
 
 Label cardinality is bounded.  Counters are cumulative, so a label value,
 once exported, has to stay (a series that vanished would read as a counter
@@ -26,15 +27,11 @@ Metric names, labels and an example scrape: docs/exporter.md.
 
 from __future__ import annotations
 
-import socket
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from socketserver import ThreadingMixIn
-from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
@@ -42,6 +39,7 @@ from prometheus_client.process_collector import ProcessCollector
 from netdm import __version__
 from netdm.engine.aggregate import DropCount, IntervalSummary
 from netdm.engine.symbols import SymbolTable
+from netdm.output.metrics_http import MetricsServer
 from netdm.output.render import UNKNOWN_LOCATION
 from netdm.textsafe import replace_invalid_text
 
@@ -241,7 +239,7 @@ class DropMetrics:
             "Packets the kernel dropped, by origin (sw: a kernel function freed them; "
             "hw: a device's devlink trap), location (function, or trap name for hw) "
             "and drop reason (packet mode, 5.18+; empty otherwise). Locations and reasons "
-            "past the label limits are counted under \"other\".",
+            'past the label limits are counted under "other".',
             labels=("origin", "location", "reason"),
         )
         for key in sorted(counts.drops):
@@ -321,7 +319,7 @@ class DropMetrics:
         limit = GaugeMetricFamily(
             "netdm_label_values_limit",
             "The limits (--max-locations per origin, --max-reasons) past which label values "
-            "are counted as \"other\".",
+            'are counted as "other".',
             labels=("label",),
         )
         limit.add_metric(["location"], self.max_locations)
@@ -370,71 +368,3 @@ def parse_listen_address(text: str) -> tuple[str, int]:
     elif ":" in host:
         raise ValueError(f"put an IPv6 address in brackets: [{host}]:{port}")
     return host or "0.0.0.0", port
-
-
-class _QuietHandler(WSGIRequestHandler):
-    """No access-log line on stderr for every scrape."""
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
-    """One thread per request, so a stuck scraper cannot block the others."""
-
-    daemon_threads = True
-
-
-class MetricsServer:
-    """``registry`` on ``http://HOST:PORT/metrics``, served by a background thread.
-
-    Binding happens in the constructor (a taken port fails before the kernel is
-    touched); :meth:`start` begins serving, :meth:`close` stops and waits.
-    Port 0 binds a free port: :attr:`port` tells which.  Raises OSError.
-    """
-
-    def __init__(self, registry: CollectorRegistry, host: str, port: int) -> None:
-        family, _, _, _, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
-
-        class Server(_ThreadingWSGIServer):
-            address_family = family
-
-        self._server = make_server(
-            str(address[0]), port, make_wsgi_app(registry), Server, handler_class=_QuietHandler
-        )
-        self._thread: threading.Thread | None = None
-
-    @property
-    def host(self) -> str:
-        return str(self._server.server_address[0])
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    @property
-    def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}/metrics"
-
-    def start(self) -> None:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="netdm-metrics", daemon=True
-        )
-        self._thread.start()
-
-    def close(self) -> None:
-        if self._thread is not None:
-            self._server.shutdown()  # returns once serve_forever has stopped
-            self._thread.join()
-            self._thread = None
-        self._server.server_close()
-
-    def __enter__(self) -> MetricsServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
