@@ -12,6 +12,7 @@ import click
 
 from netdm.cli.options import (
     EXPORTER_TRUNC_LEN,
+    MAX_SERIES,
     interval_option,
     origin_option,
     queue_len_option,
@@ -52,7 +53,7 @@ from netdm.errors import NetdmError
 @origin_option(help="Software drops, hardware drops (devlink traps), or both.")
 @click.option(
     "--max-locations",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=MAX_SERIES),
     default=50,
     show_default=True,
     help="Distinct locations per origin with a series of their own; later ones are "
@@ -60,7 +61,7 @@ from netdm.errors import NetdmError
 )
 @click.option(
     "--max-reasons",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=MAX_SERIES),
     default=64,
     show_default=True,
     help='Distinct drop reasons with a series of their own; later ones are reason="other".',

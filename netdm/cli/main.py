@@ -10,6 +10,7 @@ so that ``netdm --help`` starts fast.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -21,6 +22,9 @@ from netdm.cli.exporter import exporter
 from netdm.cli.kernel_state import config, stats, stop
 from netdm.cli.watch import watch
 from netdm.errors import ExitCode, NetdmError
+from netdm.textsafe import escape_for_terminal
+
+DEBUG_VARIABLE = "NETDM_DEBUG"  # =1: an internal error shows its traceback
 
 # What each exit code means, in the words of `netdm --help` and the man page.
 EXIT_CODE_MEANINGS = {
@@ -61,6 +65,10 @@ def exit_codes_help() -> str:
 
 
 EXIT_CODES_HELP = exit_codes_help()
+DEBUG_HELP = (
+    f"\nAn unexpected failure prints one line, 'Error: internal error: ...'; "
+    f"{DEBUG_VARIABLE}=1 in the environment shows its traceback instead.\n"
+)
 
 
 class NetdmGroup(click.Group):
@@ -69,26 +77,53 @@ class NetdmGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise  # usage errors and exits: click prints and exits as usual
         except NetdmError as error:
-            click.echo(f"Error: {error}", err=True)
+            report_error(str(error))
             ctx.exit(int(error.exit_code))
         except BrokenPipeError:
             # The reader went away; the kernel side was already cleaned up on the way out.
             _silence_broken_pipe()
             ctx.exit(int(ExitCode.OK))
+        except OSError as error:  # a file or device the user named, unreadable or full
+            report_error(os_error_sentence(error))
+            ctx.exit(int(ExitCode.ERROR))
+        except Exception as error:
+            if os.environ.get(DEBUG_VARIABLE) == "1":
+                raise
+            report_error(
+                f"internal error: {type(error).__name__}: {error} "
+                f"(set {DEBUG_VARIABLE}=1 for the traceback)"
+            )
+            ctx.exit(int(ExitCode.ERROR))
+
+
+def report_error(sentence: str) -> None:
+    """``Error: <sentence>`` on stderr, escaped: names in it may come from files or the kernel."""
+    click.echo(f"Error: {escape_for_terminal(sentence)}", err=True)
+
+
+def os_error_sentence(error: OSError) -> str:
+    """``<path>: <reason>`` (both paths for a rename), or the reason alone."""
+    reason = error.strerror or str(error)
+    if error.filename is None:
+        return reason
+    names = [os.fsdecode(error.filename)]
+    if error.filename2 is not None:
+        names.append(os.fsdecode(error.filename2))
+    return f"{' -> '.join(names)}: {reason}"
 
 
 def _silence_broken_pipe() -> None:
     """Keep Python from complaining again when it flushes stdout at exit."""
-    import os
-
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
 
 
 @click.group(
     cls=NetdmGroup,
-    epilog=EXIT_CODES_HELP,
+    epilog=EXIT_CODES_HELP + DEBUG_HELP,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 @click.version_option(__version__, prog_name="netdm")

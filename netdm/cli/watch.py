@@ -10,6 +10,7 @@ the ``--write-packets`` file and the packet filter.
 
 from __future__ import annotations
 
+import errno
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -20,7 +21,10 @@ from typing import TYPE_CHECKING, Any, Literal
 import click
 
 from netdm.cli.options import (
+    MAX_COUNT,
+    MAX_DURATION,
     WATCH_TRUNC_LEN,
+    FiniteFloatRange,
     interval_option,
     origin_option,
     packet_filter_options,
@@ -30,6 +34,7 @@ from netdm.cli.options import (
     symbols_option,
     trunc_len_option,
 )
+from netdm.errors import NetdmError
 
 if TYPE_CHECKING:
     from netdm.engine.session import DatagramDecoder, PipelineFactory, RunTotals
@@ -137,9 +142,17 @@ class WatchOptions:
 @click.command()
 @interval_option(5.0, help="Seconds per summary.")
 @click.option(
-    "-d", "--duration", type=click.FloatRange(min=0), help="Stop after this many seconds."
+    "-d",
+    "--duration",
+    type=FiniteFloatRange(min=0, max=MAX_DURATION),
+    help="Stop after this many seconds.",
 )
-@click.option("-c", "--count", type=click.IntRange(min=1), help="Stop after this many summaries.")
+@click.option(
+    "-c",
+    "--count",
+    type=click.IntRange(min=1, max=MAX_COUNT),
+    help="Stop after this many summaries.",
+)
 @click.option("--json", "as_json", is_flag=True, help="JSON lines: one object per summary/packet.")
 @click.option(
     "--passive",
@@ -253,6 +266,14 @@ def watch(**raw_options: Any) -> None:
     """
     options = WatchOptions(**raw_options)
     options.check()
+    if options.read_file is None:
+        _watch(options)
+    else:
+        with naming_the_file(options.read_file, "read"):
+            _watch(options)
+
+
+def _watch(options: WatchOptions) -> None:
     from netdm.engine.symbol_sources import choose_symbols
 
     symbols = choose_symbols(options.symbols_file, options.read_file)
@@ -263,6 +284,9 @@ def watch(**raw_options: Any) -> None:
         new_pipeline = _pipeline_factory(options, renderer, on_packet, packet_filter)
         if options.read_file is not None:
             totals = _replay(options, new_pipeline, renderer)
+        elif options.write_file is not None:
+            with naming_the_file(options.write_file, "write"):
+                totals = _watch_live(options, new_pipeline, renderer, symbols)
         else:
             totals = _watch_live(options, new_pipeline, renderer, symbols)
     renderer.stop(totals)
@@ -320,8 +344,10 @@ def _packet_outputs(
 
     with ExitStack() as cleanup:
         if options.write_packets:
-            sink = cleanup.enter_context(PcapPacketSink.open(options.write_packets))
-            hooks.append(sink.write)
+            path = options.write_packets
+            cleanup.enter_context(naming_the_file(path, "write"))  # also its close
+            sink = cleanup.enter_context(PcapPacketSink.open(path))
+            hooks.append(partial(_write_packet, sink.write, path))
         if not hooks:
             yield None, predicate
         elif len(hooks) == 1:
@@ -333,6 +359,34 @@ def _packet_outputs(
                     hook(alert)
 
             yield every_hook, predicate
+
+
+# Errors of a write that only the file being written can cause; the others may come
+# from a socket or tracefs, and are not blamed on it.
+_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
+
+
+@contextmanager
+def naming_the_file(path: str, verb: Literal["read", "write"]) -> Iterator[None]:
+    """An OSError without a file name (a full disk, an unreadable device) names ``path``.
+
+    For ``write`` only the errnos of a full or read-only file system are
+    taken to be about ``path``; OSErrors that name their file pass as they are.
+    """
+    try:
+        yield
+    except OSError as error:
+        if error.filename is not None or isinstance(error, BrokenPipeError):
+            raise
+        if verb == "write" and error.errno not in _WRITE_ERRNOS:
+            raise
+        reason = error.strerror or str(error)
+        raise NetdmError(f"cannot {verb} {path}: {reason}") from error
+
+
+def _write_packet(write: PacketHook, path: str, alert: PacketAlert) -> None:
+    with naming_the_file(path, "write"):
+        write(alert)
 
 
 def _interface_name(ifindex: int) -> str | None:
