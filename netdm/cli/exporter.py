@@ -116,7 +116,8 @@ def exporter(
         raise click.UsageError("--origin hw/all needs NET_DM: the tracepoint sees no traps")
     choice = choose_exporter_source(source, mode, origin)
     if choice.net_dm_missing is not None:
-        click.echo(f"netdm: using the skb:kfree_skb tracepoint: {choice.net_dm_missing}", err=True)
+        missing = escape_for_terminal(choice.net_dm_missing)
+        click.echo(f"netdm: using the skb:kfree_skb tracepoint: {missing}", err=True)
     metrics = DropMetrics(
         symbols,
         max_locations=max_locations,

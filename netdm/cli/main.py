@@ -74,11 +74,27 @@ DEBUG_HELP = (
 class NetdmGroup(click.Group):
     """A click group that is also netdm's error boundary (see the module's strategy)."""
 
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.ClickException as error:
+            _escape_click_message(error)
+            raise
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (click.ClickException, click.exceptions.Exit, click.Abort):
-            raise  # usage errors and exits: click prints and exits as usual
+        except click.ClickException as error:
+            _escape_click_message(error)
+            raise  # usage errors: click prints them and exits 2 as usual
+        except (click.exceptions.Exit, click.Abort):
+            raise
         except NetdmError as error:
             report_error(str(error))
             ctx.exit(int(error.exit_code))
@@ -97,6 +113,17 @@ class NetdmGroup(click.Group):
                 f"(set {DEBUG_VARIABLE}=1 for the traceback)"
             )
             ctx.exit(int(ExitCode.ERROR))
+
+
+def _escape_click_message(error: click.ClickException) -> None:
+    """A usage error quotes what was typed (a file name, a value): no control bytes through.
+
+    Click quotes most values with ``repr``, which escapes them already; the
+    message is only rewritten when something unprintable is left, so that
+    every ordinary usage error stays click's own, byte for byte.
+    """
+    if not error.message.isprintable():
+        error.message = escape_for_terminal(error.message)  # type: ignore[misc]  # Final in click
 
 
 def report_error(sentence: str) -> None:
