@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import errno
 import sys
+import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
@@ -37,7 +38,7 @@ from netdm.cli.options import (
 from netdm.errors import NetdmError
 
 if TYPE_CHECKING:
-    from netdm.engine.session import DatagramDecoder, PipelineFactory, RunTotals
+    from netdm.engine.session import DatagramDecoder, Pipeline, PipelineFactory, RunTotals
     from netdm.engine.sources import StartedSource
     from netdm.engine.symbols import SymbolTable
     from netdm.output.render import Renderer
@@ -280,12 +281,16 @@ def _watch(options: WatchOptions) -> None:
     renderer = make_renderer_for(options, symbols)
     for notice in symbols.notices():
         renderer.notice(notice)
+    pipelines: list[Pipeline] = []
     with _packet_outputs(options, symbols) as (on_packet, packet_filter):
-        new_pipeline = _pipeline_factory(options, renderer, on_packet, packet_filter)
+        new_pipeline = _pipeline_factory(options, renderer, on_packet, packet_filter, pipelines)
         if options.read_file is not None:
             totals = _replay(options, new_pipeline, renderer)
         elif options.write_file is not None:
-            with naming_the_file(options.write_file, "write"):
+            with (
+                naming_the_file(options.write_file, "write"),
+                _totals_despite_a_full_disk(options.write_file, pipelines, renderer),
+            ):
                 totals = _watch_live(options, new_pipeline, renderer, symbols)
         else:
             totals = _watch_live(options, new_pipeline, renderer, symbols)
@@ -384,6 +389,30 @@ def naming_the_file(path: str, verb: Literal["read", "write"]) -> Iterator[None]
         raise NetdmError(f"cannot {verb} {path}: {reason}") from error
 
 
+@contextmanager
+def _totals_despite_a_full_disk(
+    path: str, pipelines: list[Pipeline], renderer: Renderer
+) -> Iterator[None]:
+    """A -w file that fills its disk ends the run, but the last interval and totals still print.
+
+    The write fails in a flush of the run loop (or a write, or the file's
+    close); by then the monitor has cleaned up on the way out, and what the
+    run counted is in its pipeline: close its open window now, print the
+    totals, then the error sentence.
+    """
+    try:
+        yield
+    except OSError as error:
+        if error.filename is not None or error.errno not in _WRITE_ERRNOS or not pipelines:
+            raise
+        pipeline = pipelines[-1]
+        with suppress(RuntimeError):  # already finished: the write failed at the file's close
+            pipeline.finish(time.time())
+        renderer.stop(pipeline.totals)
+        sys.stdout.flush()
+        raise NetdmError(f"cannot write {path}: {error.strerror or error}") from error
+
+
 def _write_packet(write: PacketHook, path: str, alert: PacketAlert) -> None:
     with naming_the_file(path, "write"):
         write(alert)
@@ -403,7 +432,9 @@ def _pipeline_factory(
     renderer: Renderer,
     on_packet: PacketHook | None,
     packet_filter: PacketPredicate | None,
+    made: list[Pipeline] | None = None,
 ) -> PipelineFactory:
+    """Pipelines of the run; each one made is appended to ``made``."""
     from netdm.engine.aggregate import IntervalAggregator
     from netdm.engine.session import Pipeline
 
@@ -411,13 +442,16 @@ def _pipeline_factory(
         aggregator = IntervalAggregator(
             interval=options.interval, start=start, by_reason=options.by_reason
         )
-        return Pipeline(
+        pipeline = Pipeline(
             decoder,
             aggregator,
             renderer.interval,
             on_packet=on_packet,
             packet_filter=packet_filter,
         )
+        if made is not None:
+            made.append(pipeline)
+        return pipeline
 
     return new_pipeline
 

@@ -294,3 +294,33 @@ def test_a_usage_error_quoting_control_bytes_is_escaped() -> None:
     result = CliRunner().invoke(main, ["watch", "--source", "\x1b]52;c;aGk=\x07"])
     assert result.exit_code == int(ExitCode.USAGE)
     assert "\x1b" not in result.stderr and "\x07" not in result.stderr
+
+
+# ---------------------------------------------------------------- a full disk
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
+def test_a_full_disk_while_recording_still_prints_the_totals(tmp_path: Path) -> None:
+    """-w onto a 4 KiB tmpfs: the run ends with its last interval, Total:, then the error."""
+    disk = tmp_path / "full"
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4k", "tmpfs", str(disk)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {mounted.stderr!r}")
+    try:
+        path = disk / "run.pcapng"
+        result = netdm("watch", "-i", "1", "-d", "10", "-w", str(path))
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+    if result.returncode in (int(ExitCode.NO_FAMILY), int(ExitCode.PERMISSION)):
+        pytest.skip("no drop source usable here")
+    if result.returncode == 0:
+        pytest.skip("too few drops in 10 s to fill 4 KiB")
+    assert result.returncode == int(ExitCode.ERROR), result.stderr
+    assert b"\nStopping dropped packet monitor\nTotal: " in result.stdout
+    assert result.stdout.endswith(b" intervals\n") or result.stdout.endswith(b" interval\n")
+    assert (
+        last_error_line(result) == f"Error: cannot write {path}: No space left on device".encode()
+    )
