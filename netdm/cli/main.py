@@ -3,7 +3,12 @@
 Strategy: commands raise; they never print an error or exit by themselves.
 :class:`NetdmGroup` turns every library error (:class:`netdm.errors.NetdmError`)
 into one ``Error: …`` line on stderr and that error's exit code, and a
-closed stdout (``netdm watch | head -1``) into a quiet exit 0.  Each command
+closed stdout (``netdm watch | head -1``) into a quiet exit 0, an
+:class:`OSError` (a file that cannot be read or written) into ``Error: <path>:
+<reason>`` (exit 4 for a permission, else 1), and anything else into one
+``Error: internal error: …`` line, exit 1 (``NETDM_DEBUG=1``: the traceback).
+Every sentence is escaped as a whole (:func:`netdm.textsafe.escape_for_terminal`):
+file names and kernel strings in it never reach the terminal raw.  Each command
 is a module of this package; heavy modules are imported inside the commands
 so that ``netdm --help`` starts fast.
 """
@@ -104,7 +109,8 @@ class NetdmGroup(click.Group):
             ctx.exit(int(ExitCode.OK))
         except OSError as error:  # a file or device the user named, unreadable or full
             report_error(os_error_sentence(error))
-            ctx.exit(int(ExitCode.ERROR))
+            permission = isinstance(error, PermissionError)
+            ctx.exit(int(ExitCode.PERMISSION if permission else ExitCode.ERROR))
         except Exception as error:
             if os.environ.get(DEBUG_VARIABLE) == "1":
                 raise
@@ -136,10 +142,15 @@ def os_error_sentence(error: OSError) -> str:
     reason = error.strerror or str(error)
     if error.filename is None:
         return reason
-    names = [os.fsdecode(error.filename)]
+    names = [_file_name(error.filename)]
     if error.filename2 is not None:
-        names.append(os.fsdecode(error.filename2))
+        names.append(_file_name(error.filename2))
     return f"{' -> '.join(names)}: {reason}"
+
+
+def _file_name(name: object) -> str:
+    """An OSError's file name: a path (str or bytes), or a descriptor."""
+    return os.fsdecode(name) if isinstance(name, str | bytes) else str(name)
 
 
 def _silence_broken_pipe() -> None:

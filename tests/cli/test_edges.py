@@ -324,3 +324,19 @@ def test_a_full_disk_while_recording_still_prints_the_totals(tmp_path: Path) -> 
     assert (
         last_error_line(result) == f"Error: cannot write {path}: No space left on device".encode()
     )
+
+
+def test_a_file_not_permitted_is_exit_4() -> None:
+    error = PermissionError(13, "Permission denied", "/root/run.pcapng")
+    result = CliRunner().invoke(group_raising(error), ["fails"])
+    assert result.exit_code == int(ExitCode.PERMISSION)
+    assert result.stderr == "Error: /root/run.pcapng: Permission denied\n"
+
+
+def test_an_os_error_on_a_descriptor_or_a_rename() -> None:
+    error = OSError(9, "Bad file descriptor", 7)
+    result = CliRunner().invoke(group_raising(error), ["fails"])
+    assert result.stderr == "Error: 7: Bad file descriptor\n"
+    error = OSError(18, "Invalid cross-device link", "a", None, b"b\xff")
+    result = CliRunner().invoke(group_raising(error), ["fails"])
+    assert result.stderr == "Error: a -> b\\xff: Invalid cross-device link\n"
