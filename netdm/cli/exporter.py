@@ -12,6 +12,7 @@ import click
 
 from netdm.cli.options import (
     EXPORTER_TRUNC_LEN,
+    MAX_SERIES,
     interval_option,
     origin_option,
     queue_len_option,
@@ -52,7 +53,7 @@ from netdm.errors import NetdmError
 @origin_option(help="Software drops, hardware drops (devlink traps), or both.")
 @click.option(
     "--max-locations",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=MAX_SERIES),
     default=50,
     show_default=True,
     help="Distinct locations per origin with a series of their own; later ones are "
@@ -60,7 +61,7 @@ from netdm.errors import NetdmError
 )
 @click.option(
     "--max-reasons",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=MAX_SERIES),
     default=64,
     show_default=True,
     help='Distinct drop reasons with a series of their own; later ones are reason="other".',
@@ -115,7 +116,8 @@ def exporter(
         raise click.UsageError("--origin hw/all needs NET_DM: the tracepoint sees no traps")
     choice = choose_exporter_source(source, mode, origin)
     if choice.net_dm_missing is not None:
-        click.echo(f"netdm: using the skb:kfree_skb tracepoint: {choice.net_dm_missing}", err=True)
+        missing = escape_for_terminal(choice.net_dm_missing)
+        click.echo(f"netdm: using the skb:kfree_skb tracepoint: {missing}", err=True)
     metrics = DropMetrics(
         symbols,
         max_locations=max_locations,

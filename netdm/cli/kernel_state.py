@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import click
 
+from netdm.cli.options import MAX_U32
 from netdm.errors import NetdmError
 
 
@@ -18,9 +19,15 @@ from netdm.errors import NetdmError
     type=click.Choice(["summary", "packet"]),
     help="Alert mode: a count per location every second, or every packet.",
 )
-@click.option("--trunc-len", type=click.IntRange(min=0), help="Packet mode: bytes kept (0: all).")
 @click.option(
-    "--queue-len", type=click.IntRange(min=1), help="Packet mode: per-CPU queue of packets."
+    "--trunc-len",
+    type=click.IntRange(min=0, max=MAX_U32),
+    help="Packet mode: bytes kept (0: all).",
+)
+@click.option(
+    "--queue-len",
+    type=click.IntRange(min=1, max=MAX_U32),
+    help="Packet mode: per-CPU queue of packets.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the configuration as JSON.")
 def config(mode: str | None, trunc_len: int | None, queue_len: int | None, as_json: bool) -> None:

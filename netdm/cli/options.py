@@ -8,6 +8,7 @@ constants side by side, with the reason.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -24,11 +25,31 @@ WATCH_TRUNC_LEN = 128
 EXPORTER_TRUNC_LEN = 64
 
 
+# Upper bounds of the numeric options: beyond them a value is a typo, not a plan, and
+# would overflow a kernel attribute (u32), a socket option (int) or the clock (ns).
+MAX_INTERVAL = 86_400.0  # a day per summary
+MAX_DURATION = 366 * 86_400.0  # a year
+MAX_COUNT = 1_000_000_000
+MAX_RCVBUF = 2**31 - 1  # SO_RCVBUF is an int
+MAX_U32 = 2**32 - 1  # NET_DM_ATTR_TRUNC_LEN and NET_DM_ATTR_QUEUE_LEN are u32
+MAX_SERIES = 1_000_000  # --max-locations, --max-reasons
+
+
+class FiniteFloatRange(click.FloatRange):
+    """A :class:`click.FloatRange` that also refuses ``nan`` and ``inf``."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = click.FLOAT.convert(value, param, ctx)  # the float itself
+        if not math.isfinite(number):
+            self.fail(f"{number!r} is not a finite number of seconds.", param, ctx)
+        return super().convert(number, param, ctx)
+
+
 def interval_option(default: float, help: str) -> Callable[[F], F]:
     return click.option(
         "-i",
         "--interval",
-        type=click.FloatRange(min=0.1),
+        type=FiniteFloatRange(min=0.1, max=MAX_INTERVAL),
         default=default,
         show_default=True,
         help=help,
@@ -56,19 +77,29 @@ def symbols_option() -> Callable[[F], F]:
 
 def rcvbuf_option() -> Callable[[F], F]:
     return click.option(
-        "--rcvbuf", type=click.IntRange(min=4096), help="Socket receive buffer in bytes (16 MiB)."
+        "--rcvbuf",
+        type=click.IntRange(min=4096, max=MAX_RCVBUF),
+        help="Socket receive buffer in bytes (16 MiB).",
     )
 
 
 def trunc_len_option(default: int, help: str) -> Callable[[F], F]:
     return click.option(
-        "--trunc-len", type=click.IntRange(min=0), default=default, show_default=True, help=help
+        "--trunc-len",
+        type=click.IntRange(min=0, max=MAX_U32),
+        default=default,
+        show_default=True,
+        help=help,
     )
 
 
 def queue_len_option(help: str) -> Callable[[F], F]:
     return click.option(
-        "--queue-len", type=click.IntRange(min=1), default=QUEUE_LEN, show_default=True, help=help
+        "--queue-len",
+        type=click.IntRange(min=1, max=MAX_U32),
+        default=QUEUE_LEN,
+        show_default=True,
+        help=help,
     )
 
 
@@ -102,9 +133,24 @@ def packet_filter_options(command: F) -> F:
             "--protocol",
             "protocols",
             multiple=True,
+            callback=_check_protocols,
             help="Only ipv4, ipv6, arp, tcp, udp, icmp, ...",
         ),
     ]
     for add in reversed(filters):  # decorators apply bottom-up; --help keeps this order
         command = add(command)
     return command
+
+
+def _check_protocols(
+    ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
+) -> tuple[str, ...]:
+    """An unknown --protocol is a usage error before anything starts."""
+    if value:
+        from netdm.engine.packet_filter import PacketFilter
+
+        try:
+            PacketFilter.from_options(protocols=value)
+        except ValueError as error:
+            raise click.BadParameter(str(error), ctx, param) from None
+    return value

@@ -10,9 +10,11 @@ the ``--write-packets`` file and the packet filter.
 
 from __future__ import annotations
 
+import errno
 import sys
+import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
@@ -20,7 +22,10 @@ from typing import TYPE_CHECKING, Any, Literal
 import click
 
 from netdm.cli.options import (
+    MAX_COUNT,
+    MAX_DURATION,
     WATCH_TRUNC_LEN,
+    FiniteFloatRange,
     interval_option,
     origin_option,
     packet_filter_options,
@@ -30,9 +35,10 @@ from netdm.cli.options import (
     symbols_option,
     trunc_len_option,
 )
+from netdm.errors import NetdmError
 
 if TYPE_CHECKING:
-    from netdm.engine.session import DatagramDecoder, PipelineFactory, RunTotals
+    from netdm.engine.session import DatagramDecoder, Pipeline, PipelineFactory, RunTotals
     from netdm.engine.sources import StartedSource
     from netdm.engine.symbols import SymbolTable
     from netdm.output.render import Renderer
@@ -137,9 +143,17 @@ class WatchOptions:
 @click.command()
 @interval_option(5.0, help="Seconds per summary.")
 @click.option(
-    "-d", "--duration", type=click.FloatRange(min=0), help="Stop after this many seconds."
+    "-d",
+    "--duration",
+    type=FiniteFloatRange(min=0, max=MAX_DURATION),
+    help="Stop after this many seconds.",
 )
-@click.option("-c", "--count", type=click.IntRange(min=1), help="Stop after this many summaries.")
+@click.option(
+    "-c",
+    "--count",
+    type=click.IntRange(min=1, max=MAX_COUNT),
+    help="Stop after this many summaries.",
+)
 @click.option("--json", "as_json", is_flag=True, help="JSON lines: one object per summary/packet.")
 @click.option(
     "--passive",
@@ -253,16 +267,31 @@ def watch(**raw_options: Any) -> None:
     """
     options = WatchOptions(**raw_options)
     options.check()
+    if options.read_file is None:
+        _watch(options)
+    else:
+        with naming_the_file(options.read_file, "read"):
+            _watch(options)
+
+
+def _watch(options: WatchOptions) -> None:
     from netdm.engine.symbol_sources import choose_symbols
 
     symbols = choose_symbols(options.symbols_file, options.read_file)
     renderer = make_renderer_for(options, symbols)
     for notice in symbols.notices():
         renderer.notice(notice)
+    pipelines: list[Pipeline] = []
     with _packet_outputs(options, symbols) as (on_packet, packet_filter):
-        new_pipeline = _pipeline_factory(options, renderer, on_packet, packet_filter)
+        new_pipeline = _pipeline_factory(options, renderer, on_packet, packet_filter, pipelines)
         if options.read_file is not None:
             totals = _replay(options, new_pipeline, renderer)
+        elif options.write_file is not None:
+            with (
+                naming_the_file(options.write_file, "write"),
+                _totals_despite_a_full_disk(options.write_file, pipelines, renderer),
+            ):
+                totals = _watch_live(options, new_pipeline, renderer, symbols)
         else:
             totals = _watch_live(options, new_pipeline, renderer, symbols)
     renderer.stop(totals)
@@ -320,8 +349,10 @@ def _packet_outputs(
 
     with ExitStack() as cleanup:
         if options.write_packets:
-            sink = cleanup.enter_context(PcapPacketSink.open(options.write_packets))
-            hooks.append(sink.write)
+            path = options.write_packets
+            cleanup.enter_context(naming_the_file(path, "write"))  # also its close
+            sink = cleanup.enter_context(PcapPacketSink.open(path))
+            hooks.append(partial(_write_packet, sink.write, path))
         if not hooks:
             yield None, predicate
         elif len(hooks) == 1:
@@ -333,6 +364,58 @@ def _packet_outputs(
                     hook(alert)
 
             yield every_hook, predicate
+
+
+# Errors of a write that only the file being written can cause; the others may come
+# from a socket or tracefs, and are not blamed on it.
+_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
+
+
+@contextmanager
+def naming_the_file(path: str, verb: Literal["read", "write"]) -> Iterator[None]:
+    """An OSError without a file name (a full disk, an unreadable device) names ``path``.
+
+    For ``write`` only the errnos of a full or read-only file system are
+    taken to be about ``path``; OSErrors that name their file pass as they are.
+    """
+    try:
+        yield
+    except OSError as error:
+        if error.filename is not None or isinstance(error, BrokenPipeError):
+            raise
+        if verb == "write" and error.errno not in _WRITE_ERRNOS:
+            raise
+        reason = error.strerror or str(error)
+        raise NetdmError(f"cannot {verb} {path}: {reason}") from error
+
+
+@contextmanager
+def _totals_despite_a_full_disk(
+    path: str, pipelines: list[Pipeline], renderer: Renderer
+) -> Iterator[None]:
+    """A -w file that fills its disk ends the run, but the last interval and totals still print.
+
+    The write fails in a flush of the run loop (or a write, or the file's
+    close); by then the monitor has cleaned up on the way out, and what the
+    run counted is in its pipeline: close its open window now, print the
+    totals, then the error sentence.
+    """
+    try:
+        yield
+    except OSError as error:
+        if error.filename is not None or error.errno not in _WRITE_ERRNOS or not pipelines:
+            raise
+        pipeline = pipelines[-1]
+        with suppress(RuntimeError):  # already finished: the write failed at the file's close
+            pipeline.finish(time.time())
+        renderer.stop(pipeline.totals)
+        sys.stdout.flush()
+        raise NetdmError(f"cannot write {path}: {error.strerror or error}") from error
+
+
+def _write_packet(write: PacketHook, path: str, alert: PacketAlert) -> None:
+    with naming_the_file(path, "write"):
+        write(alert)
 
 
 def _interface_name(ifindex: int) -> str | None:
@@ -349,7 +432,9 @@ def _pipeline_factory(
     renderer: Renderer,
     on_packet: PacketHook | None,
     packet_filter: PacketPredicate | None,
+    made: list[Pipeline] | None = None,
 ) -> PipelineFactory:
+    """Pipelines of the run; each one made is appended to ``made``."""
     from netdm.engine.aggregate import IntervalAggregator
     from netdm.engine.session import Pipeline
 
@@ -357,13 +442,16 @@ def _pipeline_factory(
         aggregator = IntervalAggregator(
             interval=options.interval, start=start, by_reason=options.by_reason
         )
-        return Pipeline(
+        pipeline = Pipeline(
             decoder,
             aggregator,
             renderer.interval,
             on_packet=on_packet,
             packet_filter=packet_filter,
         )
+        if made is not None:
+            made.append(pipeline)
+        return pipeline
 
     return new_pipeline
 

@@ -53,8 +53,15 @@ class TracepointUnavailableError(NetdmError):
 def find_tracefs(*, mount: bool = True) -> Path:
     """The tracefs directory; mounts it at /sys/kernel/tracing if it exists but is not mounted."""
     for candidate in TRACEFS_CANDIDATES:
-        if (candidate / "instances").is_dir():
-            return candidate
+        try:
+            if (candidate / "instances").is_dir():
+                return candidate
+        except PermissionError:
+            raise PermissionDeniedError(
+                f"reading the {EVENT_SYSTEM}:{EVENT_NAME} tracepoint needs root "
+                f"(CAP_SYS_ADMIN, or access to {candidate}): run netdm as root, "
+                "or replay a capture with -r FILE"
+            ) from None
     target = TRACEFS_CANDIDATES[0]
     if mount and target.is_dir():
         # Nothing is mounted there yet (a container or a minimal boot): mount it, as

@@ -10,7 +10,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from netdm.cli.main import EXIT_CODE_MEANINGS, EXIT_CODES_HELP, NetdmGroup, main
+from netdm.cli.main import DEBUG_HELP, EXIT_CODE_MEANINGS, EXIT_CODES_HELP, NetdmGroup, main
 from netdm.cli.options import EXPORTER_TRUNC_LEN, QUEUE_LEN, WATCH_TRUNC_LEN
 from netdm.errors import BusyError, ExitCode, FamilyNotFoundError, NetdmError
 
@@ -25,7 +25,7 @@ def test_the_exit_code_table_is_the_one_always_shown() -> None:
         "  2  bad usage        5  monitor already running   8  undecodable input\n"
     )
     assert set(EXIT_CODE_MEANINGS) == set(ExitCode)
-    assert main.epilog == EXIT_CODES_HELP
+    assert main.epilog == EXIT_CODES_HELP + DEBUG_HELP
 
 
 def group_raising(error: BaseException) -> click.Group:
@@ -56,7 +56,17 @@ def test_every_netdm_error_is_one_line_and_its_exit_code(error: NetdmError) -> N
     assert result.stderr == f"Error: {error}\n"
 
 
-def test_other_exceptions_pass_the_boundary() -> None:
+def test_other_exceptions_are_one_internal_error_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NETDM_DEBUG", raising=False)
+    result = CliRunner().invoke(group_raising(ValueError("a bug")), ["fails"])
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "Error: internal error: ValueError: a bug (set NETDM_DEBUG=1 for the traceback)\n"
+    )
+
+
+def test_netdm_debug_lets_the_traceback_through(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NETDM_DEBUG", "1")
     result = CliRunner().invoke(group_raising(ValueError("a bug")), ["fails"])
     assert result.exit_code == 1
     assert isinstance(result.exception, ValueError)
