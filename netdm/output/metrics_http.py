@@ -37,6 +37,7 @@ from http import HTTPStatus
 from urllib.parse import urlsplit
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.exposition import choose_encoder
 
 __all__ = [
     "DEFAULT_CACHE_SECONDS",
@@ -79,26 +80,37 @@ class _Connection:
 
 
 class _Exposition:
-    """The registry's text format, rendered at most once per ``ttl`` seconds."""
+    """The registry's exposition, rendered at most once per ``ttl`` seconds per format.
+
+    The format is negotiated as prometheus_client does (``choose_encoder``: the
+    OpenMetrics text when the scraper's ``Accept`` asks for it, as Prometheus
+    does), else the classic text format of ``generate_latest``.
+    """
 
     def __init__(self, registry: CollectorRegistry, ttl: float) -> None:
         self._registry = registry
         self._ttl = ttl
         self._rendered_at = float("-inf")
-        self._plain = b""
-        self._gzipped: bytes | None = None
+        # content type -> (plain body, gzipped body once asked for)
+        self._bodies: dict[str, tuple[bytes, bytes | None]] = {}
 
-    def body(self, *, gzipped: bool) -> bytes:
+    def body(self, accept: str, *, gzipped: bool) -> tuple[bytes, str]:
+        """The body for a scraper sending ``Accept: accept``, and its content type."""
         now = time.monotonic()
         if now - self._rendered_at >= self._ttl:
-            self._plain = generate_latest(self._registry)
-            self._gzipped = None
+            self._bodies.clear()
             self._rendered_at = now
-        if not gzipped:
-            return self._plain
-        if self._gzipped is None:
-            self._gzipped = gzip.compress(self._plain)
-        return self._gzipped
+        encoder, content_type = choose_encoder(accept)
+        if not content_type.startswith("application/openmetrics-text"):
+            encoder, content_type = generate_latest, CONTENT_TYPE_LATEST
+        cached = self._bodies.get(content_type)
+        if cached is None:
+            cached = (encoder(self._registry), None)
+        plain, packed = cached
+        if gzipped and packed is None:
+            packed = gzip.compress(plain)
+        self._bodies[content_type] = (plain, packed)
+        return (packed if gzipped and packed is not None else plain), content_type
 
 
 def _response(
@@ -315,11 +327,13 @@ class MetricsServer:
         if path == "/metrics":
             wants_gzip = "gzip" in headers.get("accept-encoding", "")
             try:
-                body = self._exposition.body(gzipped=wants_gzip)
+                body, content_type = self._exposition.body(
+                    headers.get("accept", ""), gzipped=wants_gzip
+                )
             except Exception:  # a collector failed: the scraper sees an error, the server lives
                 return _error(HTTPStatus.INTERNAL_SERVER_ERROR, head=head_only)
             extra = "Content-Encoding: gzip\r\n" if wants_gzip else ""
-            return _response(HTTPStatus.OK, body, CONTENT_TYPE_LATEST, head=head_only, extra=extra)
+            return _response(HTTPStatus.OK, body, content_type, head=head_only, extra=extra)
         if path == "/":
             return _response(
                 HTTPStatus.OK, LANDING_PAGE, "text/html; charset=utf-8", head=head_only

@@ -128,6 +128,18 @@ def test_gzip_when_the_scraper_asks_for_it(server: MetricsServer) -> None:
     assert plain.startswith(b"# HELP")
 
 
+def test_openmetrics_when_the_scraper_asks_for_it(server: MetricsServer) -> None:
+    """Prometheus asks for OpenMetrics first; the format is negotiated as prometheus_client does."""
+    accept = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
+    status, headers, body = split(get(server, "/metrics", extra=f"Accept: {accept}\r\n"))
+    assert status == "HTTP/1.1 200 OK"
+    assert headers["content-type"].startswith("application/openmetrics-text")
+    assert body.endswith(b"# EOF\n")
+    _status, plain_headers, plain = split(get(server, "/metrics"))
+    assert plain_headers["content-type"] == CONTENT_TYPE_LATEST
+    assert not plain.endswith(b"# EOF\n")
+
+
 def test_the_exposition_is_rendered_at_most_once_per_cache_period() -> None:
     metrics = DropMetrics(SymbolTable.from_kallsyms_text("", source_description="none"))
     registry = new_registry(metrics)
