@@ -132,6 +132,29 @@ class WatchOptions:
             raise click.UsageError(
                 "--passive configures nothing: the kernel's current mode decides what arrives"
             )
+        self.check_files()
+
+    def check_files(self) -> None:
+        """No output may be an input or another output (same inode, or same resolved path)."""
+        from netdm.capture.formats import SYMBOLS_SIDE_FILE_SUFFIX
+        from netdm.capture.output_files import same_file_clash
+
+        def side_file(path: str | None) -> str | None:
+            return None if path is None else path + SYMBOLS_SIDE_FILE_SUFFIX
+
+        inputs = [
+            ("-r", self.read_file),
+            ("-r's side file", side_file(self.read_file)),
+            ("--symbols", self.symbols_file),
+        ]
+        outputs = [
+            ("-w", self.write_file),
+            ("-w's side file", side_file(self.write_file) if self.pcap else None),
+            ("--write-packets", self.write_packets),
+        ]
+        clash = same_file_clash(inputs, outputs)
+        if clash is not None:
+            raise click.UsageError(clash)
 
 
 @click.command()
@@ -259,12 +282,12 @@ def watch(**raw_options: Any) -> None:
     renderer = make_renderer_for(options, symbols)
     for notice in symbols.notices():
         renderer.notice(notice)
-    with _packet_outputs(options, symbols) as (on_packet, packet_filter):
+    with _packet_outputs(options, symbols) as (on_packet, packet_filter, start_outputs):
         new_pipeline = _pipeline_factory(options, renderer, on_packet, packet_filter)
         if options.read_file is not None:
-            totals = _replay(options, new_pipeline, renderer)
+            totals = _replay(options, new_pipeline, renderer, start_outputs)
         else:
-            totals = _watch_live(options, new_pipeline, renderer, symbols)
+            totals = _watch_live(options, new_pipeline, renderer, symbols, start_outputs)
     renderer.stop(totals)
     sys.stdout.flush()  # inside the error boundary: a closed pipe exits 0, quietly
 
@@ -284,8 +307,13 @@ PacketPredicate = Callable[["PacketAlert"], bool]
 @contextmanager
 def _packet_outputs(
     options: WatchOptions, symbols: SymbolTable
-) -> Iterator[tuple[PacketHook | None, PacketPredicate | None]]:
-    """What happens to each packet alert: printed, written to --write-packets, filtered."""
+) -> Iterator[tuple[PacketHook | None, PacketPredicate | None, Callable[[], None]]]:
+    """What happens to each packet alert: printed, written to --write-packets, filtered.
+
+    The third value creates the --write-packets file: call it once the run
+    has started, so that a run that fails before leaves an existing file as
+    it was (see netdm.capture.output_files).
+    """
     from netdm.output.packets import PacketFilter, PcapPacketSink, caching_resolver
     from netdm.output.render import PacketPrinter
 
@@ -318,21 +346,30 @@ def _packet_outputs(
                 name = resolve_ifname(alert.in_port.ifindex)
             return packet_filter.matches(alert, ifname=name, symbols=symbols)
 
+    starts: list[Callable[[], None]] = []
+
+    def start_outputs() -> None:
+        for start in starts:
+            start()
+
     with ExitStack() as cleanup:
         if options.write_packets:
-            sink = cleanup.enter_context(PcapPacketSink.open(options.write_packets))
+            sink = cleanup.enter_context(
+                PcapPacketSink.open(options.write_packets, deferred=True)
+            )
             hooks.append(sink.write)
+            starts.append(sink.start_file)
         if not hooks:
-            yield None, predicate
+            yield None, predicate, start_outputs
         elif len(hooks) == 1:
-            yield hooks[0], predicate
+            yield hooks[0], predicate, start_outputs
         else:
 
             def every_hook(alert: PacketAlert) -> None:
                 for hook in hooks:
                     hook(alert)
 
-            yield every_hook, predicate
+            yield every_hook, predicate, start_outputs
 
 
 def _interface_name(ifindex: int) -> str | None:
@@ -368,7 +405,12 @@ def _pipeline_factory(
     return new_pipeline
 
 
-def _replay(options: WatchOptions, new_pipeline: PipelineFactory, renderer: Renderer) -> RunTotals:
+def _replay(
+    options: WatchOptions,
+    new_pipeline: PipelineFactory,
+    renderer: Renderer,
+    start_outputs: Callable[[], None],
+) -> RunTotals:
     from netdm.engine.sources import replay
     from netdm.output.render import CAPTURE_SOURCE
 
@@ -376,7 +418,11 @@ def _replay(options: WatchOptions, new_pipeline: PipelineFactory, renderer: Rend
     assert read_file is not None
     renderer.start(CAPTURE_SOURCE)
     result = replay(
-        read_file, new_pipeline, keep_going=options.keep_going, family_id=options.family_id
+        read_file,
+        new_pipeline,
+        keep_going=options.keep_going,
+        family_id=options.family_id,
+        on_started=start_outputs,
     )
     if result.bad_records:
         renderer.notice(f"{read_file}: skipped {result.bad_records} damaged records (--keep-going)")
@@ -384,7 +430,11 @@ def _replay(options: WatchOptions, new_pipeline: PipelineFactory, renderer: Rend
 
 
 def _watch_live(
-    options: WatchOptions, new_pipeline: PipelineFactory, renderer: Renderer, symbols: SymbolTable
+    options: WatchOptions,
+    new_pipeline: PipelineFactory,
+    renderer: Renderer,
+    symbols: SymbolTable,
+    start_outputs: Callable[[], None],
 ) -> RunTotals:
     from netdm.engine.session import WatchSettings
     from netdm.engine.sources import Recording, run_live
@@ -409,17 +459,18 @@ def _watch_live(
         options.source,
         settings,
         new_pipeline,
-        partial(_announce, renderer),
+        partial(_announce, renderer, start_outputs),
         recording=recording,
         symbols=symbols,
         net_dm_only=options.net_dm_only_options(),
     )
 
 
-def _announce(renderer: Renderer, source: StartedSource) -> None:
-    """The first line: which source, and why not NET_DM when auto fell back."""
+def _announce(renderer: Renderer, start_outputs: Callable[[], None], source: StartedSource) -> None:
+    """The outputs created, then the first line: which source, and why not NET_DM."""
     from netdm.output.render import DropSource
 
+    start_outputs()
     if source.kind == "netdm":
         renderer.start()
         return
