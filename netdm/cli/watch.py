@@ -183,7 +183,8 @@ class WatchOptions:
     "--write",
     "write_file",
     type=click.Path(dir_okay=False, writable=True),
-    help="Record every NET_DM message, request and reply to FILE (pcapng; Wireshark reads it).",
+    help="Record every NET_DM message, request and reply to FILE (pcapng; Wireshark reads it).  "
+    "An existing FILE is replaced once monitoring starts, not before.",
 )
 @click.option(
     "--pcap",
@@ -239,7 +240,8 @@ class WatchOptions:
 @click.option(
     "--write-packets",
     type=click.Path(dir_okay=False, writable=True),
-    help="Packet mode: the dropped packets themselves as a pcap (tcpdump/Wireshark).",
+    help="Packet mode: the dropped packets themselves as a pcap (tcpdump/Wireshark).  An "
+    "existing FILE is replaced once the run starts, not before.",
 )
 @packet_filter_options
 @source_option(
