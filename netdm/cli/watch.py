@@ -10,6 +10,7 @@ the ``--write-packets`` file and the packet filter.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -138,6 +139,7 @@ class WatchOptions:
         """No output may be an input or another output (same inode, or same resolved path)."""
         from netdm.capture.formats import SYMBOLS_SIDE_FILE_SUFFIX
         from netdm.capture.output_files import same_file_clash
+        from netdm.textsafe import escape_for_terminal
 
         def side_file(path: str | None) -> str | None:
             return None if path is None else path + SYMBOLS_SIDE_FILE_SUFFIX
@@ -155,6 +157,15 @@ class WatchOptions:
         clash = same_file_clash(inputs, outputs)
         if clash is not None:
             raise click.UsageError(clash)
+        # Outputs are created only once the run has started: say now what would fail then.
+        for name, path in outputs:
+            if path is not None and not os.path.lexists(path):
+                directory = os.path.dirname(os.path.abspath(path))
+                if not os.path.isdir(directory):
+                    raise click.UsageError(
+                        f"{name} {escape_for_terminal(path)}: there is no directory "
+                        f"{escape_for_terminal(directory)}"
+                    )
 
 
 @click.command()

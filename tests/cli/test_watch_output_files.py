@@ -145,6 +145,12 @@ def test_two_outputs_may_not_be_one_file(tmp_path: Path, monkeypatch: pytest.Mon
     assert not out.exists() and not Path("out").exists()
 
 
+def test_an_output_in_a_missing_directory_is_refused_before_the_run(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-dir" / "out.pcapng"
+    result = watch("-w", str(missing), "-d", "0.1")
+    refused(result, f"-w {missing}: there is no directory {missing.parent}")
+
+
 def test_dev_null_may_take_both_outputs() -> None:
     result = watch(
         "-r", str(CAPTURES / "packet-udp-loopback.pcapng"), "--write-packets", os.devnull, "-q"
