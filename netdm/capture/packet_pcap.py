@@ -26,6 +26,7 @@ from netdm.capture.formats import (
     PCAP_VERSION,
 )
 from netdm.capture.link_layer import ETHERNET_HEADER_LEN, payload_is_ethernet
+from netdm.capture.output_files import DeferredFile
 from netdm.proto.events import PacketAlert
 
 __all__ = ["LINKTYPE_LINUX_SLL2", "PcapPacketSink", "sll2_frame"]
@@ -92,7 +93,7 @@ class PcapPacketSink:
     at the end (or use ``with``).
     """
 
-    def __init__(self, stream: BinaryIO, *, close_stream: bool = False) -> None:
+    def __init__(self, stream: BinaryIO | DeferredFile, *, close_stream: bool = False) -> None:
         """Write the file header to ``stream``; ``close_stream``: :meth:`close` closes it."""
         self._stream = stream
         self._close_stream = close_stream
@@ -106,9 +107,21 @@ class PcapPacketSink:
         )
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str]) -> PcapPacketSink:
-        """Create (or truncate) ``path`` and write the pcap file header."""
+    def open(cls, path: str | os.PathLike[str], *, deferred: bool = False) -> PcapPacketSink:
+        """Create (or truncate) ``path`` and write the pcap file header.
+
+        With ``deferred``, ``path`` is created (or truncated) only by
+        :meth:`start_file`, once the run has started; closed before that, the
+        sink leaves it as it was (see :mod:`netdm.capture.output_files`).
+        """
+        if deferred:
+            return cls(DeferredFile(path), close_stream=True)
         return cls(open(path, "wb"), close_stream=True)  # noqa: SIM115 (closed by close())
+
+    def start_file(self) -> None:
+        """The run has started: a deferred sink creates its file now (else nothing to do)."""
+        if isinstance(self._stream, DeferredFile):
+            self._stream.start()
 
     def write(self, alert: PacketAlert) -> None:
         """Append one record for ``alert``."""

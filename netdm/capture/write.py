@@ -80,6 +80,7 @@ from netdm.capture.formats import (
     CaptureFormat,
 )
 from netdm.capture.layouts import LAYOUTS
+from netdm.capture.output_files import DeferredFile
 
 DEFAULT_BUFFER_SIZE = 256 * 1024
 INTERFACE_DESCRIPTION = "NET_DM generic netlink socket (netdm)"
@@ -147,7 +148,7 @@ class CaptureWriter:
 
     def __init__(
         self,
-        stream: BinaryIO,
+        stream: BinaryIO | DeferredFile,
         *,
         format: CaptureFormat = "pcapng",
         kernel_release: str | None = None,
@@ -190,6 +191,7 @@ class CaptureWriter:
         self._close_stream = close_stream
         self._symbols_path = None if symbols_path is None else os.fspath(symbols_path)
         self._symbols_started = False
+        self._pending_symbols: list[str] = []  # a deferred pcap's side file, until start_file()
         self._closed = False
         layouts = LAYOUTS[self.byte_order]
         self._epb_head = layouts.epb_head
@@ -226,21 +228,38 @@ class CaptureWriter:
         hardware: str | None = None,
         buffer_size: int = DEFAULT_BUFFER_SIZE,
         tracepoint_format: str | None = None,
+        deferred: bool = False,
     ) -> CaptureWriter:
         """Create (or truncate) ``path`` and write the file header.
 
         For classic pcap the symbols go to ``path + ".symbols"``; a stale side
         file left by an earlier capture of the same name is removed now, since
         symbols of another boot would name the wrong functions (KASLR).
+
+        With ``deferred`` neither happens now: the writer keeps what it is
+        given in memory and :meth:`start_file` creates (or truncates) ``path``
+        and removes the stale side file, once the run has started; closed
+        before that, it leaves both as they were (see
+        :mod:`netdm.capture.output_files`).
         """
         if format not in ("pcap", "pcapng"):
             raise ValueError(f"unknown capture format {format!r}: use 'pcapng' or 'pcap'")
         symbols_path = None
         if format == "pcap":
             symbols_path = os.fspath(path) + SYMBOLS_SIDE_FILE_SUFFIX
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(symbols_path)
-        stream = open(path, "wb", buffering=buffer_size)  # noqa: SIM115 (closed by close())
+        side_file = symbols_path
+
+        def remove_stale_side_file() -> None:
+            if side_file is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(side_file)
+
+        stream: BinaryIO | DeferredFile
+        if deferred:
+            stream = DeferredFile(path, buffering=buffer_size, before_open=remove_stale_side_file)
+        else:
+            remove_stale_side_file()
+            stream = open(path, "wb", buffering=buffer_size)  # noqa: SIM115 (closed by close())
         try:
             return cls(
                 stream,
@@ -379,10 +398,10 @@ class CaptureWriter:
                     "give symbols_path, or write pcapng"
                 )
             text = "".join(chunk[len(SYMBOLS_COMMENT_MARK) :] for chunk in chunks)
-            mode = "a" if self._symbols_started else "w"
-            with open(self._symbols_path, mode, encoding="utf-8") as side:
-                side.write(text)
-            self._symbols_started = True
+            if isinstance(self._stream, DeferredFile) and not self._stream.started:
+                self._pending_symbols.append(text)
+                return
+            self._write_side_file(text)
             return
         order = self.byte_order
         layouts = LAYOUTS[order]
@@ -398,6 +417,24 @@ class CaptureWriter:
         body.extend(_option(order, OPT_COMMENT, chunk.encode("utf-8")) for chunk in chunks)
         body.append(_end_of_options(order))
         self._stream.write(_block(order, BLOCK_ISB, b"".join(body)))
+
+    def _write_side_file(self, text: str) -> None:
+        assert self._symbols_path is not None
+        mode = "a" if self._symbols_started else "w"
+        with open(self._symbols_path, mode, encoding="utf-8") as side:
+            side.write(text)
+        self._symbols_started = True
+
+    def start_file(self) -> None:
+        """The run has started: a deferred writer creates its file now (else nothing to do)."""
+        if self._closed:
+            raise ValueError("start_file on a closed CaptureWriter")
+        if not isinstance(self._stream, DeferredFile) or self._stream.started:
+            return
+        self._stream.start()
+        if self._pending_symbols:
+            self._write_side_file("".join(self._pending_symbols))
+            self._pending_symbols = []
 
     def write_lost(self, lost_events: int, timestamp_ns: int) -> None:
         """Tracepoint captures: events lost so far (cumulative), as an ISB's ``isb_ifdrop``."""
@@ -418,6 +455,12 @@ class CaptureWriter:
 
     def flush(self, *, sync: bool = False) -> None:
         """Hand buffered records to the kernel (survives SIGKILL); ``sync`` also fsyncs (power)."""
+        if isinstance(self._stream, DeferredFile):
+            if sync:
+                self._stream.sync()
+            else:
+                self._stream.flush()
+            return
         self._stream.flush()
         if sync:
             os.fsync(self._stream.fileno())

@@ -11,6 +11,7 @@ the ``--write-packets`` file and the packet filter.
 from __future__ import annotations
 
 import errno
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -138,6 +139,39 @@ class WatchOptions:
             raise click.UsageError(
                 "--passive configures nothing: the kernel's current mode decides what arrives"
             )
+        self.check_files()
+
+    def check_files(self) -> None:
+        """No output may be an input or another output (same inode, or same resolved path)."""
+        from netdm.capture.formats import SYMBOLS_SIDE_FILE_SUFFIX
+        from netdm.capture.output_files import same_file_clash
+        from netdm.textsafe import escape_for_terminal
+
+        def side_file(path: str | None) -> str | None:
+            return None if path is None else path + SYMBOLS_SIDE_FILE_SUFFIX
+
+        inputs = [
+            ("-r", self.read_file),
+            ("-r's side file", side_file(self.read_file)),
+            ("--symbols", self.symbols_file),
+        ]
+        outputs = [
+            ("-w", self.write_file),
+            ("-w's side file", side_file(self.write_file) if self.pcap else None),
+            ("--write-packets", self.write_packets),
+        ]
+        clash = same_file_clash(inputs, outputs)
+        if clash is not None:
+            raise click.UsageError(clash)
+        # Outputs are created only once the run has started: say now what would fail then.
+        for name, path in outputs:
+            if path is not None and not os.path.lexists(path):
+                directory = os.path.dirname(os.path.abspath(path))
+                if not os.path.isdir(directory):
+                    raise click.UsageError(
+                        f"{name} {escape_for_terminal(path)}: there is no directory "
+                        f"{escape_for_terminal(directory)}"
+                    )
 
 
 @click.command()
@@ -174,7 +208,8 @@ class WatchOptions:
     "--write",
     "write_file",
     type=click.Path(dir_okay=False, writable=True),
-    help="Record every NET_DM message, request and reply to FILE (pcapng; Wireshark reads it).",
+    help="Record every NET_DM message, request and reply to FILE (pcapng; Wireshark reads it).  "
+    "An existing FILE is replaced once monitoring starts, not before.",
 )
 @click.option(
     "--pcap",
@@ -230,7 +265,8 @@ class WatchOptions:
 @click.option(
     "--write-packets",
     type=click.Path(dir_okay=False, writable=True),
-    help="Packet mode: the dropped packets themselves as a pcap (tcpdump/Wireshark).",
+    help="Packet mode: the dropped packets themselves as a pcap (tcpdump/Wireshark).  An "
+    "existing FILE is replaced once the run starts, not before.",
 )
 @packet_filter_options
 @source_option(
@@ -282,18 +318,18 @@ def _watch(options: WatchOptions) -> None:
     for notice in symbols.notices():
         renderer.notice(notice)
     pipelines: list[Pipeline] = []
-    with _packet_outputs(options, symbols) as (on_packet, packet_filter):
+    with _packet_outputs(options, symbols) as (on_packet, packet_filter, start_outputs):
         new_pipeline = _pipeline_factory(options, renderer, on_packet, packet_filter, pipelines)
         if options.read_file is not None:
-            totals = _replay(options, new_pipeline, renderer)
+            totals = _replay(options, new_pipeline, renderer, start_outputs)
         elif options.write_file is not None:
             with (
                 naming_the_file(options.write_file, "write"),
                 _totals_despite_a_full_disk(options.write_file, pipelines, renderer),
             ):
-                totals = _watch_live(options, new_pipeline, renderer, symbols)
+                totals = _watch_live(options, new_pipeline, renderer, symbols, start_outputs)
         else:
-            totals = _watch_live(options, new_pipeline, renderer, symbols)
+            totals = _watch_live(options, new_pipeline, renderer, symbols, start_outputs)
     renderer.stop(totals)
     sys.stdout.flush()  # inside the error boundary: a closed pipe exits 0, quietly
 
@@ -313,8 +349,13 @@ PacketPredicate = Callable[["PacketAlert"], bool]
 @contextmanager
 def _packet_outputs(
     options: WatchOptions, symbols: SymbolTable
-) -> Iterator[tuple[PacketHook | None, PacketPredicate | None]]:
-    """What happens to each packet alert: printed, written to --write-packets, filtered."""
+) -> Iterator[tuple[PacketHook | None, PacketPredicate | None, Callable[[], None]]]:
+    """What happens to each packet alert: printed, written to --write-packets, filtered.
+
+    The third value creates the --write-packets file: call it once the run
+    has started, so that a run that fails before leaves an existing file as
+    it was (see netdm.capture.output_files).
+    """
     from netdm.output.packets import PacketFilter, PcapPacketSink, caching_resolver
     from netdm.output.render import PacketPrinter
 
@@ -347,23 +388,30 @@ def _packet_outputs(
                 name = resolve_ifname(alert.in_port.ifindex)
             return packet_filter.matches(alert, ifname=name, symbols=symbols)
 
+    starts: list[Callable[[], None]] = []
+
+    def start_outputs() -> None:
+        for start in starts:
+            start()
+
     with ExitStack() as cleanup:
         if options.write_packets:
             path = options.write_packets
             cleanup.enter_context(naming_the_file(path, "write"))  # also its close
-            sink = cleanup.enter_context(PcapPacketSink.open(path))
+            sink = cleanup.enter_context(PcapPacketSink.open(path, deferred=True))
             hooks.append(partial(_write_packet, sink.write, path))
+            starts.append(sink.start_file)
         if not hooks:
-            yield None, predicate
+            yield None, predicate, start_outputs
         elif len(hooks) == 1:
-            yield hooks[0], predicate
+            yield hooks[0], predicate, start_outputs
         else:
 
             def every_hook(alert: PacketAlert) -> None:
                 for hook in hooks:
                     hook(alert)
 
-            yield every_hook, predicate
+            yield every_hook, predicate, start_outputs
 
 
 # Errors of a write that only the file being written can cause; the others may come
@@ -456,7 +504,12 @@ def _pipeline_factory(
     return new_pipeline
 
 
-def _replay(options: WatchOptions, new_pipeline: PipelineFactory, renderer: Renderer) -> RunTotals:
+def _replay(
+    options: WatchOptions,
+    new_pipeline: PipelineFactory,
+    renderer: Renderer,
+    start_outputs: Callable[[], None],
+) -> RunTotals:
     from netdm.engine.sources import replay
     from netdm.output.render import CAPTURE_SOURCE
 
@@ -464,7 +517,11 @@ def _replay(options: WatchOptions, new_pipeline: PipelineFactory, renderer: Rend
     assert read_file is not None
     renderer.start(CAPTURE_SOURCE)
     result = replay(
-        read_file, new_pipeline, keep_going=options.keep_going, family_id=options.family_id
+        read_file,
+        new_pipeline,
+        keep_going=options.keep_going,
+        family_id=options.family_id,
+        on_started=start_outputs,
     )
     if result.bad_records:
         renderer.notice(f"{read_file}: skipped {result.bad_records} damaged records (--keep-going)")
@@ -472,7 +529,11 @@ def _replay(options: WatchOptions, new_pipeline: PipelineFactory, renderer: Rend
 
 
 def _watch_live(
-    options: WatchOptions, new_pipeline: PipelineFactory, renderer: Renderer, symbols: SymbolTable
+    options: WatchOptions,
+    new_pipeline: PipelineFactory,
+    renderer: Renderer,
+    symbols: SymbolTable,
+    start_outputs: Callable[[], None],
 ) -> RunTotals:
     from netdm.engine.session import WatchSettings
     from netdm.engine.sources import Recording, run_live
@@ -497,17 +558,18 @@ def _watch_live(
         options.source,
         settings,
         new_pipeline,
-        partial(_announce, renderer),
+        partial(_announce, renderer, start_outputs),
         recording=recording,
         symbols=symbols,
         net_dm_only=options.net_dm_only_options(),
     )
 
 
-def _announce(renderer: Renderer, source: StartedSource) -> None:
-    """The first line: which source, and why not NET_DM when auto fell back."""
+def _announce(renderer: Renderer, start_outputs: Callable[[], None], source: StartedSource) -> None:
+    """The outputs created, then the first line: which source, and why not NET_DM."""
     from netdm.output.render import DropSource
 
+    start_outputs()
     if source.kind == "netdm":
         renderer.start()
         return

@@ -20,6 +20,7 @@ from netdm import __version__
 from netdm.errors import FamilyNotFoundError
 
 if TYPE_CHECKING:
+    from netdm.capture import CaptureWriter
     from netdm.engine.session import PipelineFactory, ReplayResult, RunTotals, WatchSettings
     from netdm.engine.symbols import SymbolTable
     from netdm.engine.tracepoint_monitor import TracepointRecorder
@@ -37,7 +38,12 @@ class StartedSource:
 
 @dataclass(frozen=True, slots=True)
 class Recording:
-    """``-w path``: the run recorded as pcapng, or classic pcap (NET_DM only)."""
+    """``-w path``: the run recorded as pcapng, or classic pcap (NET_DM only).
+
+    ``path`` (and a classic pcap's ``path.symbols``) is created or truncated
+    only once monitoring has started: a run that fails before leaves them as
+    they were (see :mod:`netdm.capture.output_files`).
+    """
 
     path: str
     pcap: bool = False
@@ -117,9 +123,15 @@ def run_net_dm(
         kernel_release=os.uname().release,
         hostname=socket.gethostname(),
         application=APPLICATION,
+        deferred=True,
     ) as writer:
+
+        def started() -> None:
+            writer.start_file()  # only now may the file be created or truncated
+            on_started()
+
         monitor = LiveMonitor(
-            settings, new_pipeline, on_started=on_started, recorder=writer, symbols=symbols
+            settings, new_pipeline, on_started=started, recorder=writer, symbols=symbols
         )
         return monitor.run()
 
@@ -137,7 +149,11 @@ def run_tracepoint(
     from netdm.engine.tracepoint_monitor import TracepointMonitor
     from netdm.tracepoint.tracefs import TracepointUnavailableError
 
+    opened: list[CaptureWriter] = []
+
     def started() -> None:
+        for writer in opened:
+            writer.start_file()  # only now may the file be created or truncated
         on_started(StartedSource("tracepoint", net_dm_missing))
 
     open_recorder = None
@@ -147,13 +163,16 @@ def run_tracepoint(
         path = recording.path
 
         def open_recorder(event_format: str) -> TracepointRecorder:
-            return CaptureWriter.open(
+            writer = CaptureWriter.open(
                 path,
                 kernel_release=os.uname().release,
                 hostname=socket.gethostname(),
                 application=APPLICATION,
                 tracepoint_format=event_format,
+                deferred=True,
             )
+            opened.append(writer)
+            return writer
 
     monitor = TracepointMonitor(
         settings, new_pipeline, started, open_recorder=open_recorder, symbols=symbols
@@ -169,14 +188,25 @@ def run_tracepoint(
 
 
 def replay(
-    path: str, new_pipeline: PipelineFactory, *, keep_going: bool, family_id: int | None
+    path: str,
+    new_pipeline: PipelineFactory,
+    *,
+    keep_going: bool,
+    family_id: int | None,
+    on_started: Callable[[], None] | None = None,
 ) -> ReplayResult:
-    """Replay a capture of either source: a tracepoint recording, else NET_DM messages."""
+    """Replay a capture of either source: a tracepoint recording, else NET_DM messages.
+
+    ``on_started`` is called once the capture was opened and recognised:
+    the replay has started, and outputs may be created.
+    """
     from netdm.capture import read_capture
     from netdm.capture.read import capture_tracepoint_format
     from netdm.engine.session import replay_capture
 
     with read_capture(path, keep_going=keep_going) as reader:
+        if on_started is not None:
+            on_started()
         if capture_tracepoint_format(reader.info) is not None:
             from netdm.engine.tracepoint_monitor import replay_tracepoint_capture
 

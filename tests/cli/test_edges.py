@@ -100,18 +100,24 @@ def test_a_user_without_tracefs_access_is_told_to_be_root(arguments: list[str]) 
 
 
 @pytest.mark.parametrize(
-    ("path", "sentence"),
+    ("path", "code", "sentence"),
     [
-        ("/nonexistent/dir/x.pcap", "Error: /nonexistent/dir/x.pcap: No such file or directory"),
-        ("/proc/x.pcap", "Error: /proc/x.pcap: No such file or directory"),
-        ("/dev/full", "Error: cannot write /dev/full: No space left on device"),
+        # A missing directory is known before the run: a usage error.
+        (
+            "/nonexistent/dir/x.pcap",
+            ExitCode.USAGE,
+            "Error: --write-packets /nonexistent/dir/x.pcap: "
+            "there is no directory /nonexistent/dir",
+        ),
+        ("/proc/x.pcap", ExitCode.ERROR, "Error: /proc/x.pcap: No such file or directory"),
+        ("/dev/full", ExitCode.ERROR, "Error: cannot write /dev/full: No space left on device"),
     ],
 )
-def test_write_packets_that_cannot_be_written(path: str, sentence: str) -> None:
+def test_write_packets_that_cannot_be_written(path: str, code: ExitCode, sentence: str) -> None:
     if path == "/dev/full" and not os.path.exists(path):
         pytest.skip("no /dev/full")
     result = netdm("watch", "-q", "-p", "-r", CAPTURE, "--write-packets", path)
-    assert result.returncode == int(ExitCode.ERROR)
+    assert result.returncode == int(code)
     assert last_error_line(result) == sentence.encode()
 
 
