@@ -25,17 +25,6 @@ from unittest import mock
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from netdm_proto_strategies import (
-    any_message,
-    build_message,
-    datagrams,
-    example_budget,
-    family_ids,
-    headed_noise,
-    mutated,
-    packet_alert_datagrams,
-    same_length_variant,
-)
 
 import netdm.proto.alert_cache as alert_cache
 from netdm.capture import read_capture, read_symbols
@@ -49,6 +38,17 @@ from netdm.proto.constants import NLA_F_NESTED, Attr, Cmd, Origin
 from netdm.proto.encode import build_packet_alert, build_stats_new, build_summary_alert
 from netdm.proto.events import DropPoint, InPort, RawAttribute, StatsReply
 from netdm.proto.shapes import MAX_REMEMBERED_SHAPES, ShapeMemory
+from tests.proto.netdm_proto_strategies import (
+    any_message,
+    build_message,
+    datagrams,
+    example_budget,
+    family_ids,
+    headed_noise,
+    mutated,
+    packet_alert_datagrams,
+    same_length_variant,
+)
 
 CAPTURES = Path(__file__).resolve().parents[2] / "captures"
 FAMILY_ID = 0x20

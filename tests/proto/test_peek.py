@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from netdm_proto_strategies import datagrams
 
 from netdm.capture import read_capture
 from netdm.proto import PacketAlert, ProtocolError, SummaryAlert, decode_datagram
 from netdm.proto.constants import GENL_ID_CTRL, Cmd
 from netdm.proto.peek import is_alert, is_net_dm_command, looks_like_net_dm_alert
+from tests.proto.netdm_proto_strategies import datagrams
 
 CAPTURES = Path(__file__).resolve().parents[2] / "captures"
 

@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from netdm_proto_strategies import texts, u16, u32, u64
 
 from netdm.proto import (
     Ack,
@@ -46,6 +45,7 @@ from netdm.proto import (
     decode_datagram,
 )
 from netdm.proto.constants import NLA_F_NESTED, NLA_F_NET_BYTEORDER, NLA_TYPE_MASK, Attr
+from tests.proto.netdm_proto_strategies import texts, u16, u32, u64
 from tests.proto.reference_decoder import decode_datagram_reference
 
 FAMILY = 0x1C

@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from netdm_proto_strategies import datagrams, family_ids, headed_noise, mutated
 
 from netdm.capture import read_capture
 from netdm.proto import FamilyInfo, ProtocolError, decode_datagram
@@ -26,6 +25,7 @@ from netdm.proto.alert_cache import PacketAlertDecoder
 from netdm.proto.constants import FAMILY_NAME
 from netdm.proto.decode import DropSite, DropSiteScanner
 from netdm.proto.peek import looks_like_net_dm_alert, message_type
+from tests.proto.netdm_proto_strategies import datagrams, family_ids, headed_noise, mutated
 from tests.proto.reference_decoder import decode_datagram_reference
 
 Outcome = tuple[str, object]

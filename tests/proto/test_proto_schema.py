@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 from construct import ConstructError, GreedyBytes
 from hypothesis import HealthCheck, given, settings
-from netdm_proto_strategies import any_message, datagrams, family_ids
 
 from netdm.proto.constants import Attr, PortAttr
 from netdm.proto.schema import (
@@ -34,6 +33,7 @@ from netdm.proto.schema import (
     nlattr,
     nlattr_list,
 )
+from tests.proto.netdm_proto_strategies import any_message, datagrams, family_ids
 
 _RAW_COPY_KEYS = {"data", "value", "offset1", "offset2", "length"}
 
