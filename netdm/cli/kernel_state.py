@@ -97,9 +97,33 @@ def stop(hw: bool) -> None:
 
     Succeeds when monitoring was already off.  Needs CAP_NET_ADMIN on 6.7+.
     """
+    # The tracefs instances a killed netdm left (netdm-<pid> with no such process)
+    # go too, with or without NET_DM; the man page and --help stay as they were.
     from netdm.netlink.diagnose import open_kernel_control
 
+    _remove_stale_tracefs_instances()
     transport, control = open_kernel_control()
     with transport:
         control.stop(sw=True, hw=hw)
     click.echo("drop monitoring is stopped")
+
+
+def _remove_stale_tracefs_instances() -> None:
+    """The tracepoint source's leftovers: removed, and one line saying how many (if any).
+
+    Where tracefs cannot be looked into (not root, not mounted), there is nothing
+    this command can remove, and it says nothing about it.
+    """
+    import contextlib
+
+    from netdm.tracepoint.tracefs import find_tracefs, remove_stale_instances
+
+    removed: list[str] = []
+    with contextlib.suppress(NetdmError, OSError):
+        removed = remove_stale_instances(find_tracefs(mount=False))
+    if removed:
+        noun = "instance" if len(removed) == 1 else "instances"
+        click.echo(
+            f"removed {len(removed)} stale tracefs {noun} left by a killed netdm "
+            f"({', '.join(removed)})"
+        )

@@ -46,6 +46,7 @@ def run_doctor(files: SystemFiles | None = None) -> DoctorReport:
     else:
         uses_it = ": netdm watch uses it (summaries only)" if tracepoint_ok else ""
         findings.append(Finding(tracepoint_ok, f"fallback source: {tracepoint_message}{uses_it}"))
+    findings += _stale_instance_findings()
     findings += diagnose.capability_findings(files)
     if os.geteuid() != 0:
         findings.append(Finding(False, "not running as root"))
@@ -74,3 +75,23 @@ def _net_dm_finding(files: SystemFiles) -> tuple[Finding, int | None]:
         f"{features.maxattr}, commands {list(features.ops)}{how}",
     )
     return finding, features.maxattr
+
+
+def _stale_instance_findings() -> list[Finding]:
+    """tracefs instances a killed netdm left behind (none where tracefs cannot be read)."""
+    import contextlib
+    from pathlib import Path
+
+    from netdm.errors import NetdmError
+    from netdm.tracepoint.tracefs import find_tracefs, stale_instances
+
+    stale: list[Path] = []
+    with contextlib.suppress(NetdmError, OSError):
+        stale = stale_instances(find_tracefs(mount=False))
+    if not stale:
+        return []
+    noun = "instance" if len(stale) == 1 else "instances"
+    names = ", ".join(str(path) for path in stale)
+    return [
+        Finding(False, f"stale tracefs {noun} left by a killed netdm: {names} (fix: netdm stop)")
+    ]

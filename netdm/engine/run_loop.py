@@ -11,7 +11,10 @@ source drains is the source's (:class:`LoopSource`).  Time comes from a
 
 from __future__ import annotations
 
+import errno
+import select
 import signal
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -26,6 +29,30 @@ if TYPE_CHECKING:
 
 # How often a capture being written is flushed to disk (and its symbols added).
 RECORD_FLUSH_SECONDS = 1.0
+# How often the loop looks whether the reader of stdout went away (see stdout_closed).
+READER_CHECK_SECONDS = 0.5
+
+
+def stdout_closed() -> bool:
+    """Whether stdout's reader went away, found without writing anything.
+
+    A pipe whose read end is closed reports POLLERR on its write end (a
+    socket whose peer shut down, POLLHUP).  A terminal, a file or /dev/null
+    report neither; no stdout at all is not "closed" here.
+    """
+    try:
+        fd = sys.__stdout__.fileno() if sys.__stdout__ is not None else -1
+    except (OSError, ValueError):
+        return False
+    if fd < 0:
+        return False
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        events = poller.poll(0)
+    except (OSError, ValueError):
+        return False
+    return any(revents & (select.POLLERR | select.POLLHUP) for _, revents in events)
 
 
 @dataclass(frozen=True)
@@ -171,7 +198,10 @@ class RunLoop:
 
     ``max_wait`` bounds each pass's wait, so that signals and the deadline are
     noticed in time.  :attr:`end_ns` is known once the passes are over, even
-    if the drain after them fails.
+    if the drain after them fails.  About every ``READER_CHECK_SECONDS`` it
+    asks ``reader_gone`` (stdout's reader closed, :func:`stdout_closed`) and
+    then ends the run as a write to that reader would: a BrokenPipeError,
+    which the sources' ``with`` blocks clean up after and the CLI ends quietly.
     """
 
     def __init__(
@@ -182,8 +212,10 @@ class RunLoop:
         *,
         max_wait: float,
         recording: RecordingFlush | None = None,
+        reader_gone: Callable[[], bool] = stdout_closed,
     ) -> None:
         self._settings = settings
+        self._reader_gone = reader_gone
         self._stop = stop
         self._clock = clock
         self.max_wait = max_wait
@@ -202,16 +234,22 @@ class RunLoop:
     def _receive_until_done(self, source: LoopSource, pipeline: Pipeline, start_ns: int) -> int:
         """Passes until duration, count or a stop request; the end time (ns)."""
         deadline_ns = self._settings.deadline_ns(start_ns)
-        clock_ns, sleep, stop, recording = (
+        clock_ns, sleep, stop, recording, monotonic = (
             self._clock.wall_ns,
             self._clock.sleep,
             self._stop,
             self._recording,
+            self._clock.monotonic,
         )
+        next_reader_check = monotonic()
         while True:
             now_ns = clock_ns()
             if stop.requested:
                 return now_ns
+            if monotonic() >= next_reader_check:
+                next_reader_check = monotonic() + READER_CHECK_SECONDS
+                if self._reader_gone():
+                    raise BrokenPipeError(errno.EPIPE, "the reader of stdout went away")
             if deadline_ns is not None and now_ns >= deadline_ns:
                 return deadline_ns
             wait = self.max_wait

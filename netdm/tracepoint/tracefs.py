@@ -8,7 +8,8 @@ enables the one event, and reads each CPU's ``trace_pipe_raw`` in whole
 pages, non-blocking.  On every way out the event is disabled, the files are
 closed and the instance directory is removed (``rmdir`` is how tracefs
 deletes an instance).  An instance left behind by a netdm that was killed
-(``netdm-<pid>`` with no such process) is removed at the next start.
+(``netdm-<pid>`` with no such process) is removed at the next start, and by
+``netdm stop``; ``netdm doctor`` names it.
 
 Losses: the per-CPU ``stats`` files count the events the buffer had no room
 for (``dropped events``, and ``overrun`` should overwriting be on);
@@ -121,15 +122,19 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
+def stale_instances(tracefs: Path) -> list[Path]:
+    """The ``netdm-<pid>`` instances whose process is gone (left by a netdm that was killed)."""
+    stale = []
+    for entry in sorted((tracefs / "instances").glob(INSTANCE_PREFIX + "*")):
+        suffix = entry.name[len(INSTANCE_PREFIX) :]
+        if suffix.isdigit() and not _process_alive(int(suffix)):
+            stale.append(entry)
+    return stale
+
+
 def remove_stale_instances(tracefs: Path) -> list[str]:
     """Remove ``netdm-<pid>`` instances whose process is gone; return their names."""
-    removed = []
-    instances = tracefs / "instances"
-    for entry in sorted(instances.glob(INSTANCE_PREFIX + "*")):
-        suffix = entry.name[len(INSTANCE_PREFIX) :]
-        if suffix.isdigit() and not _process_alive(int(suffix)) and _remove_instance(entry):
-            removed.append(entry.name)
-    return removed
+    return [entry.name for entry in stale_instances(tracefs) if _remove_instance(entry)]
 
 
 def _remove_instance(path: Path) -> bool:

@@ -169,3 +169,23 @@ def test_a_recording_is_flushed_about_once_a_second_of_its_clock() -> None:
     assert writer.flushes == 4
     recording.flush(None, force=True)  # no pipeline yet: nothing to flush
     assert writer.flushes == 4
+
+
+def test_a_reader_gone_ends_the_passes_as_a_broken_pipe_checked_every_half_second() -> None:
+    clock = FakeClock()
+    checks: list[int] = []
+
+    def reader_gone() -> bool:
+        checks.append(clock.wall_ns())
+        return len(checks) == 3
+
+    settings = WatchSettings(interval=10.0)
+    intervals: list[IntervalSummary] = []
+    aggregator = IntervalAggregator(interval=settings.interval, start=seconds(clock.wall_ns()))
+    pipeline = Pipeline(NetDmDecoder(0x1C), aggregator, intervals.append)
+    loop = RunLoop(settings, StopRequest(), clock.run_clock, max_wait=0.25, reader_gone=reader_gone)
+    source = ScriptedSource(clock, pipeline)
+    with pytest.raises(BrokenPipeError):
+        loop.run(source, pipeline, clock.wall_ns())
+    assert [check - START_NS for check in checks] == [0, 500_000_000, 1_000_000_000]
+    assert source.calls == []  # no drain: nobody is left to read the last interval
