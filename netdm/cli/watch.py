@@ -10,12 +10,9 @@ the ``--write-packets`` file and the packet filter.
 
 from __future__ import annotations
 
-import errno
-import os
 import sys
-import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
@@ -36,7 +33,12 @@ from netdm.cli.options import (
     symbols_option,
     trunc_len_option,
 )
-from netdm.errors import NetdmError
+from netdm.cli.output_paths import (
+    check_output_paths,
+    naming_the_file,
+    totals_despite_a_full_disk,
+    write_packet_naming_the_file,
+)
 
 if TYPE_CHECKING:
     from netdm.engine.session import DatagramDecoder, Pipeline, PipelineFactory, RunTotals
@@ -142,36 +144,14 @@ class WatchOptions:
         self.check_files()
 
     def check_files(self) -> None:
-        """No output may be an input or another output (same inode, or same resolved path)."""
-        from netdm.capture.formats import SYMBOLS_SIDE_FILE_SUFFIX
-        from netdm.capture.output_files import same_file_clash
-        from netdm.textsafe import escape_for_terminal
-
-        def side_file(path: str | None) -> str | None:
-            return None if path is None else path + SYMBOLS_SIDE_FILE_SUFFIX
-
-        inputs = [
-            ("-r", self.read_file),
-            ("-r's side file", side_file(self.read_file)),
-            ("--symbols", self.symbols_file),
-        ]
-        outputs = [
-            ("-w", self.write_file),
-            ("-w's side file", side_file(self.write_file) if self.pcap else None),
-            ("--write-packets", self.write_packets),
-        ]
-        clash = same_file_clash(inputs, outputs)
-        if clash is not None:
-            raise click.UsageError(clash)
-        # Outputs are created only once the run has started: say now what would fail then.
-        for name, path in outputs:
-            if path is not None and not os.path.lexists(path):
-                directory = os.path.dirname(os.path.abspath(path))
-                if not os.path.isdir(directory):
-                    raise click.UsageError(
-                        f"{name} {escape_for_terminal(path)}: there is no directory "
-                        f"{escape_for_terminal(directory)}"
-                    )
+        """No output may be an input or another output; no output in a missing directory."""
+        check_output_paths(
+            read_file=self.read_file,
+            symbols_file=self.symbols_file,
+            write_file=self.write_file,
+            pcap=self.pcap,
+            write_packets=self.write_packets,
+        )
 
 
 @click.command()
@@ -325,7 +305,7 @@ def _watch(options: WatchOptions) -> None:
         elif options.write_file is not None:
             with (
                 naming_the_file(options.write_file, "write"),
-                _totals_despite_a_full_disk(options.write_file, pipelines, renderer),
+                totals_despite_a_full_disk(options.write_file, pipelines, renderer),
             ):
                 totals = _watch_live(options, new_pipeline, renderer, symbols, start_outputs)
         else:
@@ -399,7 +379,7 @@ def _packet_outputs(
             path = options.write_packets
             cleanup.enter_context(naming_the_file(path, "write"))  # also its close
             sink = cleanup.enter_context(PcapPacketSink.open(path, deferred=True))
-            hooks.append(partial(_write_packet, sink.write, path))
+            hooks.append(partial(write_packet_naming_the_file, sink.write, path))
             starts.append(sink.start_file)
         if not hooks:
             yield None, predicate, start_outputs
@@ -416,56 +396,6 @@ def _packet_outputs(
 
 # Errors of a write that only the file being written can cause; the others may come
 # from a socket or tracefs, and are not blamed on it.
-_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
-
-
-@contextmanager
-def naming_the_file(path: str, verb: Literal["read", "write"]) -> Iterator[None]:
-    """An OSError without a file name (a full disk, an unreadable device) names ``path``.
-
-    For ``write`` only the errnos of a full or read-only file system are
-    taken to be about ``path``; OSErrors that name their file pass as they are.
-    """
-    try:
-        yield
-    except OSError as error:
-        if error.filename is not None or isinstance(error, BrokenPipeError):
-            raise
-        if verb == "write" and error.errno not in _WRITE_ERRNOS:
-            raise
-        reason = error.strerror or str(error)
-        raise NetdmError(f"cannot {verb} {path}: {reason}") from error
-
-
-@contextmanager
-def _totals_despite_a_full_disk(
-    path: str, pipelines: list[Pipeline], renderer: Renderer
-) -> Iterator[None]:
-    """A -w file that fills its disk ends the run, but the last interval and totals still print.
-
-    The write fails in a flush of the run loop (or a write, or the file's
-    close); by then the monitor has cleaned up on the way out, and what the
-    run counted is in its pipeline: close its open window now, print the
-    totals, then the error sentence.
-    """
-    try:
-        yield
-    except OSError as error:
-        if error.filename is not None or error.errno not in _WRITE_ERRNOS or not pipelines:
-            raise
-        pipeline = pipelines[-1]
-        with suppress(RuntimeError):  # already finished: the write failed at the file's close
-            pipeline.finish(time.time())
-        renderer.stop(pipeline.totals)
-        sys.stdout.flush()
-        raise NetdmError(f"cannot write {path}: {error.strerror or error}") from error
-
-
-def _write_packet(write: PacketHook, path: str, alert: PacketAlert) -> None:
-    with naming_the_file(path, "write"):
-        write(alert)
-
-
 def _interface_name(ifindex: int) -> str | None:
     import socket
 
